@@ -1,0 +1,1 @@
+"""One module per task family; each pipeline reads as preprocess -> session -> postprocess."""

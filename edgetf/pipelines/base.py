@@ -1,0 +1,113 @@
+"""The base class every task pipeline derives from."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+from ..bundle import Bundle
+from ..errors import InvalidInputError
+from ..session import Session, SessionOptions
+
+
+class Pipeline:
+    """Owns a bundle, its sessions (opened lazily, once) and the call-time option defaults.
+
+    Subclasses set ``options_accepted`` (call options with their defaults) and implement
+    ``setup`` (build tokenizers/processors) and ``__call__``. Pipelines pickle by bundle path
+    and options; the worker reopens the sessions.
+    """
+
+    main_component: ClassVar[str] = "model"
+    options_accepted: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        task: str,
+        requested_task: str | None = None,
+        dtype: str = "auto",
+        device: str = "cpu",
+        session_options: SessionOptions | None = None,
+        **defaults: Any,
+    ):
+        self.bundle = bundle
+        self.task = task
+        self.requested_task = requested_task or task  # e.g. "translation_en_to_fr"
+        self.device = device
+        self.session_options = session_options or SessionOptions()
+        self.dtype = bundle.resolve_dtype(dtype, self.main_component)
+        self._defaults = self.check_options(defaults)
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self.setup()
+
+    def setup(self) -> None:
+        """Build tokenizers/processors from the bundle's config files."""
+
+    # -- sessions --------------------------------------------------------------------------------
+    def session(self, component: str | None = None) -> Session:
+        """The InferenceSession of ``onnx/<component><dtype suffix>.onnx`` (opened once)."""
+        component = component or self.main_component
+        with self._lock:
+            sess = self._sessions.get(component)
+            if sess is None:
+                sess = Session(self.bundle.onnx(component, self.dtype), self.device, self.session_options)
+                self._sessions[component] = sess
+        return sess
+
+    # -- options ---------------------------------------------------------------------------------
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(options) - set(self.options_accepted))
+        if unknown:
+            raise InvalidInputError(
+                f"{self.task} does not accept option(s) {unknown}; accepted: {sorted(self.options_accepted)}"
+            )
+        return dict(options)
+
+    def options(self, call_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Accepted defaults <- construction-time options <- call-time options."""
+        merged = dict(self.options_accepted)
+        merged.update(self._defaults)
+        merged.update(self.check_options(call_kwargs))
+        return merged
+
+    # -- pickling --------------------------------------------------------------------------------
+    def __reduce__(self) -> tuple[Any, ...]:
+        args = (
+            self.requested_task,
+            str(self.bundle.root),
+            self.dtype,
+            self.device,
+            self.session_options,
+            self.bundle.verify,
+            self._defaults,
+        )
+        return (_reopen, args)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(task={self.task!r}, bundle={str(self.bundle.root)!r}, dtype={self.dtype!r})"
+
+
+def _reopen(
+    task: str,
+    root: str,
+    dtype: str,
+    device: str,
+    session_options: SessionOptions,
+    verify: str,
+    defaults: dict[str, Any],
+) -> Pipeline:
+    from .. import pipeline
+
+    return pipeline(task, root, dtype=dtype, device=device, session_options=session_options, verify=verify, **defaults)
+
+
+def batched(items: list[Any], size: int) -> Iterable[list[Any]]:
+    """Consecutive slices of ``items`` of length ``size`` (the last may be shorter)."""
+    if not isinstance(size, int) or size < 1:
+        raise InvalidInputError(f"batch_size must be an integer >= 1, got {size!r}")
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

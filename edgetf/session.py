@@ -1,0 +1,207 @@
+"""The one place that builds onnxruntime InferenceSessions.
+
+Maps device names to execution providers, applies thread and graph-optimization options, feeds a
+graph only the inputs it declares (cast to the declared dtype), and turns onnxruntime failures
+into errors that name the feeds' shapes and dtypes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import BundleError, DeviceError, InferenceError
+
+DEVICE_PROVIDERS: dict[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+}
+_GRAPH_LEVELS = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+_ORT_TYPES: dict[str, type] = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+
+def available_providers() -> list[str]:
+    """Execution providers this onnxruntime build can use, as edgetf device names (and raw names)."""
+    names = {v: k for k, v in DEVICE_PROVIDERS.items()}
+    return [names.get(p, p) for p in ort.get_available_providers()]
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How sessions are built. Defaults suit small devices; every field can be overridden.
+
+    intra_op_threads: None lets onnxruntime use one thread per physical core.
+    allow_spinning: False keeps idle worker threads from burning CPU between calls.
+    optimized_cache: folder where the graph optimized for this machine is saved and reused, so
+      a session does not re-optimize on every start (CPU only; keyed by file name and level).
+    """
+
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = 1
+    graph_optimization: str = "all"
+    allow_spinning: bool = False
+    enable_mem_arena: bool = True
+    optimized_cache: str | None = None
+    provider_options: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.graph_optimization not in _GRAPH_LEVELS:
+            raise ValueError(
+                f"graph_optimization={self.graph_optimization!r} is not accepted; use one of {list(_GRAPH_LEVELS)}"
+            )
+        for name in ("intra_op_threads", "inter_op_threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name}={value!r} is not accepted; use None or an integer >= 0")
+
+
+def resolve_device(device: str) -> tuple[str, int]:
+    """'cuda:1' -> ('cuda', 1). Raises DeviceError naming the accepted devices."""
+    if not isinstance(device, str):
+        raise DeviceError(f"device must be a string such as 'cpu' or 'cuda:0', got {type(device).__name__}")
+    name, _, index = device.lower().partition(":")
+    if name not in DEVICE_PROVIDERS:
+        raise DeviceError(f"unknown device {device!r}; accepted: {', '.join(DEVICE_PROVIDERS)} (optionally 'cuda:N')")
+    if index and not index.isdigit():
+        raise DeviceError(f"device index in {device!r} must be a non-negative integer")
+    return name, int(index or 0)
+
+
+def providers_for(device: str, provider_options: Mapping[str, Any] | None = None) -> list[Any]:
+    """Execution providers for a device; CPU is always appended as the fallback for unsupported ops."""
+    name, index = resolve_device(device)
+    provider = DEVICE_PROVIDERS[name]
+    available = ort.get_available_providers()
+    if provider not in available:
+        hint = {
+            "cuda": "pip install 'edgetf[gpu]' (onnxruntime-gpu) and a matching CUDA runtime",
+            "tensorrt": "pip install 'edgetf[gpu]' with TensorRT installed",
+            "openvino": "pip install onnxruntime-openvino",
+            "dml": "pip install onnxruntime-directml (Windows)",
+            "coreml": "the standard onnxruntime wheel on macOS",
+        }.get(name, "an onnxruntime build that includes it")
+        raise DeviceError(
+            f"device {device!r} needs {provider}, which this onnxruntime build lacks "
+            f"(available: {', '.join(available)}); install {hint}, or use device='cpu'"
+        )
+    if name == "cpu":
+        return ["CPUExecutionProvider"]
+    options = dict(provider_options or {})
+    if name in ("cuda", "tensorrt", "rocm", "dml"):
+        options.setdefault("device_id", index)
+    return [(provider, options), "CPUExecutionProvider"]
+
+
+class Session:
+    """An InferenceSession plus its declared inputs; thread-safe like onnxruntime's ``run``."""
+
+    def __init__(self, path: Path, device: str = "cpu", options: SessionOptions | None = None):
+        self.path = Path(path)
+        self.device = device
+        self.options = options or SessionOptions()
+        sess_options = _ort_options(device, self.options)
+        load_path = self.path
+        cached = _cached_graph(self.path, device, self.options)
+        if cached is not None and cached.is_file():
+            load_path = cached  # already optimized for this machine: skip re-optimizing
+            sess_options.graph_optimization_level = _GRAPH_LEVELS["disabled"]
+        elif cached is not None:
+            sess_options.optimized_model_filepath = str(cached)
+        try:
+            self._session = ort.InferenceSession(
+                str(load_path), sess_options, providers=providers_for(device, self.options.provider_options)
+            )
+        except DeviceError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own (pybind) exception types
+            raise BundleError(f"onnxruntime cannot load {self.path}: {exc}") from exc
+        self.inputs = {i.name: i for i in self._session.get_inputs()}
+        self.output_names = [o.name for o in self._session.get_outputs()]
+        self.providers = self._session.get_providers()
+
+    def input_dtype(self, name: str) -> type:
+        return _ORT_TYPES.get(self.inputs[name].type, np.float32)
+
+    def run(self, feeds: Mapping[str, Any], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Run the graph on the declared subset of ``feeds``; returns {output name: array}."""
+        missing = [n for n in self.inputs if n not in feeds]
+        if missing:
+            raise InferenceError(
+                f"{self.path.name} needs inputs {missing} that were not given; it declares "
+                f"{_describe_inputs(self.inputs)}; given: {_describe_feeds(feeds)}"
+            )
+        ready = {name: np.asarray(feeds[name], dtype=self.input_dtype(name)) for name in self.inputs}
+        names = outputs or self.output_names
+        try:
+            values = self._session.run(names, ready)
+        except Exception as exc:  # wrap onnxruntime's failure with what was fed
+            raise InferenceError(
+                f"onnxruntime failed running {self.path.name} on {_describe_feeds(ready)}: {exc}"
+            ) from exc
+        return dict(zip(names, values))
+
+    @property
+    def ort_session(self) -> ort.InferenceSession:
+        return self._session
+
+
+def _ort_options(device: str, options: SessionOptions) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = _GRAPH_LEVELS[options.graph_optimization]
+    if options.intra_op_threads is not None:
+        so.intra_op_num_threads = options.intra_op_threads
+    if options.inter_op_threads is not None:
+        so.inter_op_num_threads = options.inter_op_threads
+    so.enable_cpu_mem_arena = options.enable_mem_arena
+    spin = "1" if options.allow_spinning else "0"
+    so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    so.log_severity_level = 3
+    return so
+
+
+def _cached_graph(path: Path, device: str, options: SessionOptions) -> Path | None:
+    """Where the graph optimized for this machine is cached (CPU only), keyed by file identity."""
+    if not options.optimized_cache or resolve_device(device)[0] != "cpu":
+        return None
+    cache = Path(options.optimized_cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    stat = path.stat()
+    return cache / f"{path.stem}.{stat.st_size}.{stat.st_mtime_ns}.{options.graph_optimization}.onnx"
+
+
+def _describe_inputs(inputs: Mapping[str, Any]) -> str:
+    return ", ".join(f"{n}: {i.type} {list(i.shape)}" for n, i in inputs.items())
+
+
+def _describe_feeds(feeds: Mapping[str, Any]) -> str:
+    parts = []
+    for name, value in feeds.items():
+        arr = np.asarray(value)
+        parts.append(f"{name}: {arr.dtype} {list(arr.shape)}")
+    return "{" + ", ".join(parts) + "}"

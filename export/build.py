@@ -1,0 +1,123 @@
+"""Export one catalog entry end to end: checkpoint -> ONNX -> dtypes -> verification -> bundle."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgetf.bundle import onnx_filename
+
+from . import convert, manifest, quantize, tiny
+from .catalog import Entry
+from .tasks import CheckContext, task_export
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Result:
+    name: str
+    task: str
+    status: str  # ok | failed | unavailable | unsupported
+    detail: str = ""
+    seconds: float = 0.0
+    dtypes: dict[str, Any] = field(default_factory=dict)
+    bundle: Path | None = None
+
+
+def checkpoint_dir(out: Path, name: str) -> Path:
+    """Where ``--tiny`` keeps the random-weight checkpoint (the reference for tests and verification)."""
+    return out / ".checkpoints" / name
+
+
+def export_entry(
+    entry: Entry,
+    out: Path,
+    *,
+    tiny_model: bool,
+    dtypes: tuple[str, ...] | None = None,
+    target: str | None = None,
+    verify: bool = True,
+    log: Log = print,
+) -> Result:
+    start = time.perf_counter()
+    bundle = out / entry.name
+    dtypes = tuple(dtypes or entry.dtypes)
+
+    def step(label: str, t0: float) -> None:
+        log(f"  {entry.name}: {label} ({time.perf_counter() - t0:.1f}s)")
+
+    t0 = time.perf_counter()
+    if tiny_model:
+        ckpt = checkpoint_dir(out, entry.name)
+        if ckpt.exists():
+            shutil.rmtree(ckpt)
+        tiny.build(entry, ckpt)
+        source = {"id": entry.source, "revision": "tiny-random", "tiny": True, "checkpoint": str(ckpt.resolve())}
+        step("built tiny random-weight checkpoint", t0)
+    else:
+        ckpt, revision = convert.resolve_source(entry.source)
+        source = {"id": entry.source, "revision": revision, "tiny": False}
+    if bundle.exists():
+        shutil.rmtree(bundle)
+    t0 = time.perf_counter()
+    convert.export_onnx(entry, ckpt, bundle)
+    step("exported ONNX with optimum", t0)
+
+    spec = task_export(entry.task)
+    components = convert.components_for(entry)
+    reports: dict[str, Any] = {}
+    shared_reference: dict[str, Any] = {}
+    for dtype in sorted(dtypes, key=lambda d: d != "fp32"):  # fp32 first: the others derive from it
+        t0 = time.perf_counter()
+        levels = quantize.LEVELS if dtype in ("q8", "int8", "uint8") else ("all",)
+        report: dict[str, Any] = {}
+        for level in levels:
+            recipe = {}
+            for comp in components:
+                src = bundle / onnx_filename(comp, "fp32")
+                recipe[comp] = quantize.make_dtype(
+                    src,
+                    bundle / onnx_filename(comp, dtype),
+                    dtype,
+                    target=target,
+                    level=level,
+                    quant=entry.quantize,
+                    default_ops=spec.quant_ops,
+                )
+            report = {"files": [onnx_filename(c, dtype) for c in components], "recipe": recipe}
+            if verify:
+                ctx = CheckContext(entry, ckpt, bundle, dtype, entry.parity_inputs(), shared_reference)
+                report["parity"] = spec.check(ctx)
+                report["passed"] = bool(report["parity"]["passed"])
+                if report["passed"]:
+                    break
+                if level != levels[-1]:
+                    log(f"  {entry.name}: {dtype} recipe level {level!r} failed parity, trying the next level")
+        reports[dtype] = report
+        parity = report.get("parity", {})
+        verdict = "" if not verify else ("PASS" if report["passed"] else "FAIL")
+        step(f"{dtype} {verdict} {_summary(parity)}".rstrip(), t0)
+
+    passed = [d for d in dtypes if reports[d].get("passed", not verify)]
+    default = next((d for d in ("q8", "int8", "uint8") if d in passed), "fp32")
+    extra = spec.manifest_extra(entry, ckpt) if spec.manifest_extra else {}
+    manifest.write(bundle, task=entry.task, source=source, dtypes=reports, default_dtype=default, extra=extra)
+    failed = [d for d in dtypes if verify and not reports[d].get("passed")]
+    status = "failed" if failed else "ok"
+    detail = f"parity failed for {', '.join(failed)}" if failed else f"default dtype {default}"
+    return Result(entry.name, entry.task, status, detail, time.perf_counter() - start, reports, bundle)
+
+
+def _summary(parity: dict[str, Any]) -> str:
+    keys = ("metric", "max_diff", "agreement", "tolerance")
+    parts = []
+    for key in keys:
+        if key in parity:
+            value = parity[key]
+            parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
+    return " ".join(parts)

@@ -1,0 +1,104 @@
+"""Checkpoint -> ONNX with optimum's exporter, laid out as a bundle (transformers.js layout)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .catalog import Entry
+from .tasks import task_export
+
+# Files copied from the exporter's output / the checkpoint to the bundle root.
+CONFIG_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "preprocessor_config.json",
+    "added_tokens.json",
+)
+
+
+class SourceUnavailable(RuntimeError):
+    """The checkpoint cannot be had (offline and not cached, or no such folder)."""
+
+
+def resolve_source(source: str) -> tuple[Path, str]:
+    """A local folder for ``source`` (local path, HF cache, or download) and its revision."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path, "local"
+    if path.suffix or source.startswith((".", "/")) or source.count("/") > 1:
+        raise SourceUnavailable(f"{source}: no such local folder")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(source, local_files_only=True)
+        return Path(folder), Path(folder).name
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise SourceUnavailable(
+            f"{source}: not reachable offline (HF_HUB_OFFLINE set); not in the local cache; use --tiny or a local path"
+        )
+    try:
+        folder = snapshot_download(source)
+    except Exception as exc:  # network, auth, missing repo: one line for the summary
+        raise SourceUnavailable(
+            f"{source}: not reachable offline ({type(exc).__name__}); not in the local cache; use --tiny or a local path"
+        ) from exc
+    return Path(folder), Path(folder).name
+
+
+def export_onnx(entry: Entry, checkpoint: Path, bundle: Path) -> list[Path]:
+    """Export ``checkpoint`` for the entry's task into ``bundle`` (configs at the root, ONNX in onnx/)."""
+    from optimum.exporters.onnx import main_export
+
+    spec = task_export(entry.task)
+    kwargs: dict[str, Any] = {}
+    if spec.export_kwargs is not None:
+        kwargs.update(spec.export_kwargs(entry, checkpoint))
+    options = dict(entry.export)
+    optimum_task = options.pop("optimum_task", spec.optimum_task)
+    options.pop("components", None)
+    kwargs.update(options)
+    bundle.mkdir(parents=True, exist_ok=True)
+    (bundle / "onnx").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="edgetf-export-") as tmp:
+        main_export(
+            str(checkpoint),
+            output=tmp,
+            task=optimum_task,
+            device="cpu",
+            do_validation=False,
+            local_files_only=True,
+            **kwargs,
+        )
+        out = Path(tmp)
+        written = []
+        for onnx_file in sorted(out.glob("*.onnx")):
+            if onnx_file.stem not in components_for(entry):
+                continue
+            target = bundle / "onnx" / onnx_file.name
+            shutil.move(str(onnx_file), target)
+            data = onnx_file.with_name(onnx_file.name + "_data")
+            if data.exists():
+                shutil.move(str(data), bundle / "onnx" / data.name)
+            written.append(target)
+        for name in CONFIG_FILES:
+            src = out / name if (out / name).exists() else checkpoint / name
+            if src.exists():
+                shutil.copy2(src, bundle / name)
+    missing = set(components_for(entry)) - {p.stem for p in written}
+    if missing:
+        raise RuntimeError(f"optimum wrote no {sorted(missing)} for {entry.name} (task {optimum_task})")
+    return written
+
+
+def components_for(entry: Entry) -> tuple[str, ...]:
+    return tuple(entry.export.get("components", task_export(entry.task).components))

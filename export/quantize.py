@@ -1,0 +1,212 @@
+"""Quantization with onnxruntime's own tools: dynamic int8 (per-target presets), q4 weight-only, fp16.
+
+q8 is dynamic quantization: weights stored as 8-bit integers (per output channel), activations
+quantized on the fly to uint8. Only MatMul (plus family-specific ops) is quantized by default:
+embedding Gathers stay float, which keeps accuracy and avoids dequantizing a tied vocabulary
+table every step. Accuracy on trained weights is decided by verification: the recipe ladder
+(LEVELS) is tried in order and the first level that passes the parity check is kept.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How 8-bit weights are stored for a CPU family."""
+
+    name: str
+    weight_type: str  # "QInt8" or "QUInt8"
+    per_channel: bool
+    reduce_range: bool
+    why: str
+
+
+PRESETS: dict[str, Preset] = {
+    "avx512": Preset(
+        "avx512",
+        "QInt8",
+        True,
+        False,
+        "AVX512-VNNI / AVX-VNNI: u8 activations x s8 weights run on VNNI dot-product instructions",
+    ),
+    "avx2": Preset(
+        "avx2", "QUInt8", True, False, "AVX2 without VNNI: u8 x u8 avoids the int16 saturation of u8 x s8 (vpmaddubsw)"
+    ),
+    "arm64": Preset(
+        "arm64",
+        "QInt8",
+        True,
+        False,
+        "ARMv8.2 dot-product kernels (Pi 5) and NEON (Pi 4) prefer signed 8-bit weights; no reduce_range",
+    ),
+}
+
+# Recipe ladder, mildest first: verification keeps the first that passes.
+LEVELS = ("all", "ffn-out-float")
+# FFN down-projections: where trained transformers carry activation outliers.
+FFN_OUT_PATTERNS = (
+    r"layer\.\d+/output/dense/MatMul",  # BERT, RoBERTa, ViT
+    r"/ffn/lin2/MatMul",  # DistilBERT
+    r"/mlp/c_proj/(MatMul|Gemm)",  # GPT-2
+    r"/fc2/MatMul",  # BART, Marian, Whisper
+    r"/DenseReluDense/wo/MatMul",  # T5
+    r"/feed_forward/output_dense/MatMul",  # Wav2Vec2
+    r"/pwconv2/MatMul",  # ConvNeXT
+    r"/mlp/fc2/MatMul",  # Swin
+)
+
+
+def host_target() -> str:
+    """The preset for this machine: arm64 on ARM, avx512 where VNNI exists, else avx2."""
+    machine = platform.machine().lower()
+    if machine in ("arm64", "aarch64") or machine.startswith("armv8"):
+        return "arm64"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    return "avx512" if ("avx512_vnni" in flags or "avx_vnni" in flags) else "avx2"
+
+
+def preset(target: str | None) -> Preset:
+    name = target or host_target()
+    if name not in PRESETS:
+        raise ValueError(f"unknown quantization target {name!r}; accepted: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def matching_nodes(model_path: Path, patterns: tuple[str, ...], op_types: tuple[str, ...]) -> list[str]:
+    """Names of nodes (also inside subgraphs) of ``op_types`` whose name matches any pattern."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    regex = re.compile("|".join(patterns))
+    found: list[str] = []
+
+    def walk(graph: Any) -> None:
+        for node in graph.node:
+            if node.op_type in op_types and regex.search(node.name):
+                found.append(node.name)
+            for attr in node.attribute:
+                if attr.g is not None and attr.g.node:
+                    walk(attr.g)
+
+    walk(model.graph)
+    return found
+
+
+def has_subgraphs(model_path: Path) -> bool:
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return any(attr.g.node for node in model.graph.node for attr in node.attribute if attr.g is not None)
+
+
+def quantize_q8(
+    src: Path,
+    dst: Path,
+    *,
+    target: str | None = None,
+    level: str = "all",
+    op_types: tuple[str, ...] = ("MatMul",),
+    preprocess: bool = False,
+    weight_type: str | None = None,
+) -> dict[str, Any]:
+    """Dynamic 8-bit quantization of ``src`` into ``dst``; returns the recipe for the manifest."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if level not in LEVELS:
+        raise ValueError(f"unknown quantization level {level!r}; accepted: {LEVELS}")
+    chosen = preset(target)
+    wtype = weight_type or chosen.weight_type
+    exclude = matching_nodes(src, FFN_OUT_PATTERNS, op_types) if level == "ffn-out-float" else []
+    subgraphs = has_subgraphs(src)  # merged decoders keep every node inside If branches
+    with tempfile.TemporaryDirectory(prefix="edgetf-quant-") as tmp:
+        model_in = src
+        if preprocess:
+            # Weight-normed convs (Wav2Vec2) compute their weight in the graph; pre-processing folds it.
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            model_in = Path(tmp) / "pre.onnx"
+            quant_pre_process(str(src), str(model_in), skip_symbolic_shape=True)
+        quantize_dynamic(
+            str(model_in),
+            str(dst),
+            op_types_to_quantize=list(op_types),
+            per_channel=chosen.per_channel,
+            reduce_range=chosen.reduce_range,
+            weight_type=getattr(QuantType, wtype),
+            nodes_to_exclude=exclude,
+            extra_options={"EnableSubgraph": subgraphs, "MatMulConstBOnly": True},
+        )
+    return {
+        "method": "dynamic",
+        "preset": asdict(chosen),
+        "weight_type": wtype,
+        "level": level,
+        "op_types": list(op_types),
+        "excluded_nodes": len(exclude),
+        "preprocess": preprocess,
+        "subgraphs": subgraphs,
+    }
+
+
+def quantize_q4(src: Path, dst: Path, *, block_size: int = 32) -> dict[str, Any]:
+    """4-bit weight-only (MatMulNBits) quantization of MatMul weights; activations stay float."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(str(src)), bits=4, block_size=block_size, is_symmetric=True, accuracy_level=4
+    )
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
+    return {"method": "weight-only", "bits": 4, "block_size": block_size, "symmetric": True, "accuracy_level": 4}
+
+
+def convert_fp16(src: Path, dst: Path) -> dict[str, Any]:
+    """fp16 weights and compute (for GPUs); inputs and outputs stay float32."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, disable_shape_infer=True)
+    onnx.save(model, str(dst))
+    return {"method": "fp16", "keep_io_types": True}
+
+
+def make_dtype(
+    src: Path,
+    dst: Path,
+    dtype: str,
+    *,
+    target: str | None,
+    level: str,
+    quant: dict[str, Any],
+    default_ops: tuple[str, ...],
+) -> dict[str, Any]:
+    """Write the ``dtype`` variant of the fp32 file ``src``; returns its recipe."""
+    ops = tuple(quant.get("op_types", default_ops))
+    pre = bool(quant.get("preprocess", False))
+    if dtype == "fp32":
+        if src != dst:
+            shutil.copy2(src, dst)
+        return {"method": "none"}
+    if dtype == "q8":
+        return quantize_q8(src, dst, target=target, level=level, op_types=ops, preprocess=pre)
+    if dtype == "int8":
+        return quantize_q8(src, dst, target=target, level=level, op_types=ops, preprocess=pre, weight_type="QInt8")
+    if dtype == "uint8":
+        return quantize_q8(src, dst, target=target, level=level, op_types=ops, preprocess=pre, weight_type="QUInt8")
+    if dtype == "q4":
+        return quantize_q4(src, dst, block_size=int(quant.get("block_size", 32)))
+    if dtype == "fp16":
+        return convert_fp16(src, dst)
+    raise ValueError(f"export cannot produce dtype {dtype!r}; accepted: fp32, q8, int8, uint8, q4, fp16")
