@@ -50,7 +50,8 @@ def resolve_source(source: str) -> tuple[Path, str]:
         folder = snapshot_download(source)
     except Exception as exc:  # network, auth, missing repo: one line for the summary
         raise SourceUnavailable(
-            f"{source}: not reachable offline ({type(exc).__name__}); not in the local cache; use --tiny or a local path"
+            f"{source}: not reachable offline ({type(exc).__name__}); not in the local cache; "
+            "use --tiny or a local path"
         ) from exc
     return Path(folder), Path(folder).name
 

@@ -47,6 +47,15 @@ class Pipeline:
     def setup(self) -> None:
         """Build tokenizers/processors from the bundle's config files."""
 
+    # -- command line and demo -----------------------------------------------------------------
+    def cli_inputs(self, args: list[str]) -> Any:
+        """Turn `python -m edgetf run` arguments into this task's input (default: text or list of texts)."""
+        return args[0] if len(args) == 1 else list(args)
+
+    def demo_input(self) -> Any:
+        """A built-in sample input for `python -m edgetf demo`."""
+        return "edgetf runs transformer models offline, fast and small."
+
     # -- sessions --------------------------------------------------------------------------------
     def session(self, component: str | None = None) -> Session:
         """The InferenceSession of ``onnx/<component><dtype suffix>.onnx`` (opened once)."""
