@@ -15,11 +15,15 @@ REPLACEMENT = "\ufffd"
 class IncrementalDecoder:
     """Feed token ids with :meth:`push`; each call returns the newly completed text ('' if none)."""
 
-    def __init__(self, decode: Callable[[list[int]], str], skip_ids: Iterable[int] = ()):
+    def __init__(
+        self, decode: Callable[[list[int]], str], skip_ids: Iterable[int] = (), prefix_ids: Iterable[int] = ()
+    ):
+        """prefix_ids: tokens already shown (e.g. the prompt); text is emitted from the end of their decode."""
         self.decode = decode
         self.skip = set(skip_ids)
-        self.tokens: list[int] = []
-        self.emitted = ""
+        self.tokens: list[int] = [int(t) for t in prefix_ids]
+        self.emitted = decode(self.tokens) if self.tokens else ""
+        self.start = len(self.tokens)
 
     def push(self, token_id: int) -> str:
         if int(token_id) in self.skip:
@@ -32,19 +36,13 @@ class IncrementalDecoder:
 
     def flush(self) -> str:
         """Whatever is left (including a trailing incomplete character) at the end of generation."""
-        return self._advance(self.decode(self.tokens)) if self.tokens else ""
+        return self._advance(self.decode(self.tokens)) if len(self.tokens) > self.start else ""
 
     def _advance(self, text: str) -> str:
-        if text.startswith(self.emitted):
-            piece = text[len(self.emitted) :]
-        else:  # the decoder rewrote earlier text (e.g. clean-up spaces); emit from the common prefix on
-            common = 0
-            for a, b in zip(self.emitted, text):
-                if a != b:
-                    break
-                common += 1
-            piece = text[common:]
-        self.emitted = text
+        # cut by length, as transformers cuts the prompt's decoded length off the full decode
+        piece = text[len(self.emitted) :]
+        if len(text) > len(self.emitted):
+            self.emitted = text
         return piece
 
 
