@@ -1,10 +1,12 @@
 """audio-classification: transformers' AudioClassificationPipeline (Wav2Vec2, HuBERT, ... sequence classifiers).
 
-``pipe(audio)`` -> ``[{"score", "label"}, ...]`` best first, ``top_k`` labels (5 by default, all with
-``top_k=None``, never more than the model has); ``function_to_apply``: "softmax" (default), "sigmoid"
-or "none". A list of inputs gives a list of such lists. Audio inputs are those of
-:func:`edgetf.audio.load_audio` (path, bytes, array, or {"raw"/"array", "sampling_rate"} dict); unlike
-transformers, 2-D (stereo) arrays are averaged to mono instead of rejected.
+``pipe(audio)`` -> ``[{"score", "label"}, ...]`` best first, ``top_k`` labels (never more than the model
+has); ``function_to_apply``: "softmax" (default), "sigmoid" or "none". Without ``top_k`` at call time
+transformers returns every label (its construction-time default of 5 is overridden by the call's own
+parameter handling); edgetf does the same, but honours a ``top_k`` given when the pipeline is built.
+A list of inputs gives a list of such lists. Audio inputs are those of :func:`edgetf.audio.load_audio`
+(path, bytes, array, or {"raw"/"array", "sampling_rate"} dict); unlike transformers, 2-D (stereo)
+arrays are averaged to mono instead of rejected.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ FUNCTIONS = ("softmax", "sigmoid", "none")
 
 
 class AudioClassificationPipeline(Pipeline):
-    options_accepted: ClassVar[dict[str, Any]] = {"top_k": 5, "function_to_apply": None, "batch_size": 1}
+    options_accepted: ClassVar[dict[str, Any]] = {"top_k": None, "function_to_apply": None, "batch_size": 1}
 
     def setup(self) -> None:
         pre = self.bundle.read_json_optional("preprocessor_config.json")

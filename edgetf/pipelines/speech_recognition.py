@@ -202,11 +202,11 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
             offsets: list[Any] = self.vocab.char_offsets(ids)
             if timestamps == "word":
                 offsets = self.vocab.word_offsets(offsets)
-            scale = self.ratio / self.sampling_rate
+            ratio, sr = self.ratio, self.sampling_rate
             result["chunks"] = [
                 {
                     "text": o.char if timestamps == "char" else o.word,
-                    "timestamp": (o.start_offset * scale, o.end_offset * scale),
+                    "timestamp": (o.start_offset * ratio / sr, o.end_offset * ratio / sr),
                 }
                 for o in offsets
             ]
