@@ -70,8 +70,13 @@ def speech_like(seconds: float, sr: int = SAMPLING_RATE, seed: int = 0) -> np.nd
 
 
 # ------------------------------------------------------------------------------------------ tiny builders
-def whisper_tokenizer(multilingual: bool, vocab_size: int = 600) -> Any:
-    """A small byte-level BPE WhisperTokenizerFast with every Whisper special and timestamp token."""
+def whisper_tokenizer(multilingual: bool, vocab_size: int = 600, text_vocab_size: int | None = None) -> Any:
+    """A small byte-level BPE WhisperTokenizerFast with every Whisper special and timestamp token.
+
+    text_vocab_size: pad the BPE vocabulary with unreachable filler entries to this many ids, so that the
+    special tokens sit where a real checkpoint has them (50257 for multilingual Whisper) and the output
+    layer has the real size (used by the speed benchmark).
+    """
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -90,6 +95,8 @@ def whisper_tokenizer(multilingual: bool, vocab_size: int = 600) -> Any:
             vocab_size=vocab_size, special_tokens=[], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
         ),
     )
+    if text_vocab_size is not None:
+        tok = _pad_bpe_vocab(tok, text_vocab_size)
     languages = list(LANGUAGES)[:99]  # the 99 languages of every Whisper checkpoint but large-v3
     specials = [
         eot,
@@ -116,6 +123,27 @@ def whisper_tokenizer(multilingual: bool, vocab_size: int = 600) -> Any:
         [transformers.AddedToken(f"<|{i * 0.02:.2f}|>", special=False, normalized=False) for i in range(1501)]
     )
     return fast
+
+
+def _pad_bpe_vocab(tok: Any, size: int) -> Any:
+    """The BPE tokenizer with filler vocabulary entries (letters only, so byte-level decoding stays valid)."""
+    from tokenizers import Tokenizer
+
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    i = 0
+    while len(vocab) < size:
+        word, n = "", i
+        while True:
+            word = "abcdefghijklmnopqrstuvwxyz"[n % 26] + word
+            n //= 26
+            if n == 0:
+                break
+        filler = f"zq{word}"
+        if filler not in vocab:
+            vocab[filler] = len(vocab)
+        i += 1
+    return Tokenizer.from_str(json.dumps(data))
 
 
 def _whisper_generation(tokenizer: Any, multilingual: bool, max_length: int) -> Any:
@@ -166,7 +194,10 @@ def build_whisper(entry: Entry, out_dir: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = whisper_tokenizer(multilingual, int(recipe.get("vocab_size", 600)))
+    text_vocab = recipe.get("text_vocab_size")
+    tokenizer = whisper_tokenizer(
+        multilingual, int(recipe.get("vocab_size", 600)), None if text_vocab is None else int(text_vocab)
+    )
     ids = tokenizer.convert_tokens_to_ids
     eot = ids("<|endoftext|>")
     config = transformers.WhisperConfig(
