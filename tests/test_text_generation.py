@@ -182,6 +182,16 @@ def test_stream_yields_the_new_text(pipe):
         list(pipe.stream(PROMPTS[0], num_beams=2))
 
 
+def test_stream_can_be_abandoned(pipe):
+    import threading
+
+    before = threading.active_count()
+    stream = pipe.stream(PROMPTS[0], do_sample=False, max_new_tokens=200)
+    first = next(stream)
+    stream.close()  # stops the generation thread at its next token
+    assert first and threading.active_count() == before
+
+
 def test_default_options_sample_as_the_reference_pipeline_does(pipe):
     cfg = pipe.resolve({})
     assert (cfg.do_sample, cfg.temperature, cfg.max_new_tokens) == (True, 0.7, 256)
