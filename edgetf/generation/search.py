@@ -335,9 +335,7 @@ def _beam_search(
 
 
 def _draw_without_replacement(probs: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    p = probs.astype(np.float64)
-    p /= p.sum()
-    nonzero = int(np.count_nonzero(p))
-    if nonzero < k:
-        raise InvalidInputError(f"beam sampling needs {k} candidates with non-zero probability, only {nonzero} remain")
-    return rng.choice(p.shape[0], size=k, replace=False, p=p)
+    """k distinct indices drawn with probability ``probs`` (the exponential-race trick torch also uses:
+    zero-probability entries come last instead of raising)."""
+    keys = probs.astype(np.float64) / rng.exponential(size=probs.shape[0])
+    return _topk(keys[None, :], k)[0]

@@ -72,7 +72,7 @@ class Text2TextGenerationPipeline(GenerativePipeline):
                 gen_call["eos_token_id"] = ids[0]  # transformers: only the first token of the stop sequence
         gen = self.resolve(gen_call)
         given_max_length = "max_length" in gen_call
-        rng = self.rng(pipe_opts)
+        rng = self.rng(kwargs)
         tensors = bool(_flag(pipe_opts, "return_tensors", False))
         clean = bool(_flag(pipe_opts, "clean_up_tokenization_spaces", False))
         results: list[list[dict[str, Any]]] = []

@@ -105,9 +105,10 @@ class GenerativePipeline(Pipeline):
     def resolve(self, call_generation: Mapping[str, Any]) -> GenerationConfig:
         return call_generation_config(self.generation_config, self.model_generation, call_generation)
 
-    def rng(self, options: Mapping[str, Any]) -> np.random.Generator:
-        seed = options.get("seed", _UNSET)
-        if seed is not _UNSET and "seed" not in self._defaults:
+    def rng(self, call_kwargs: Mapping[str, Any]) -> np.random.Generator:
+        """A call's ``seed`` gives a fresh generator; else the pipeline's own (seeded at construction, or not)."""
+        seed = call_kwargs.get("seed")
+        if seed is not None:
             return as_rng(seed)
         if self._rng is None:
             self._rng = as_rng(None)
@@ -182,7 +183,7 @@ class TextGenerationPipeline(GenerativePipeline):
             raise InvalidInputError("chat inputs (lists of role/content dicts) are not supported by edgetf yet")
         prompts = [check_text(p, "prompt") for p in prompts]
         return_type = self._return_type(pipe_opts)
-        rng = self.rng(pipe_opts)
+        rng = self.rng(kwargs)
         results = []
         for chunk in batched(prompts, self.batch_size(pipe_opts)):
             results.extend(self._generate_chunk(chunk, pipe_opts, gen_opts, return_type, rng))
@@ -345,23 +346,30 @@ class TextGenerationPipeline(GenerativePipeline):
             prefix_ids=[int(t) for t in input_ids[0]] if prompt else [],
         )
         yield from _threaded_stream(
-            lambda push: self.run_generate(input_ids, mask, gen, given_max_length, self.rng(pipe_opts), push),
+            lambda push: self.run_generate(input_ids, mask, gen, given_max_length, self.rng(kwargs), push),
             decoder,
             eos=set(gen.eos_ids),
         )
 
 
+class _Cancelled(Exception):
+    """Raised inside the generation thread when the consumer stopped reading the stream."""
+
+
 def _threaded_stream(run: Any, decoder: IncrementalDecoder, eos: set[int]) -> Iterator[str]:
-    """Run generation in a worker thread; yield the decoder's text pieces as tokens arrive."""
+    """Run generation in a worker thread; yield the decoder's text pieces as tokens arrive.
+
+    Closing the iterator early (break, garbage collection) stops generation at the next token.
+    """
     pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
-    finished = {"done": False}
+    state = {"eos": False, "cancelled": False}
 
     def push(tokens: np.ndarray) -> None:
+        if state["cancelled"]:
+            raise _Cancelled
         token = int(tokens[0])
-        if finished["done"]:
-            return
-        if token in eos:
-            finished["done"] = True
+        if state["eos"] or token in eos:
+            state["eos"] = True
             return
         piece = decoder.push(token)
         if piece:
@@ -374,17 +382,22 @@ def _threaded_stream(run: Any, decoder: IncrementalDecoder, eos: set[int]) -> It
             if tail:
                 pieces.put(("text", tail))
             pieces.put(("end", None))
+        except _Cancelled:
+            pieces.put(("end", None))
         except Exception as exc:  # handed to the consumer, re-raised there
             pieces.put(("error", exc))
 
     worker = threading.Thread(target=work, daemon=True)
     worker.start()
-    while True:
-        kind, value = pieces.get()
-        if kind == "text":
-            yield value
-        elif kind == "error":
-            raise value
-        else:
-            break
-    worker.join()
+    try:
+        while True:
+            kind, value = pieces.get()
+            if kind == "text":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                break
+    finally:
+        state["cancelled"] = True
+        worker.join()
