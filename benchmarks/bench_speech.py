@@ -200,11 +200,25 @@ def run_worker(name: str, model: str, bundle: Path, ckpt: Path, audio: Path, opt
 
 
 # -- report -----------------------------------------------------------------------------------------------
+def merge_rounds(results: list[dict]) -> dict:
+    """One row per contender: median over rounds of each round's median; peak RSS is the largest seen."""
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return results[0]
+    row = dict(ok[0])
+    row["median_s"] = statistics.median(r["median_s"] for r in ok)
+    row["features_s"] = statistics.median(r["features_s"] for r in ok)
+    row["runs_s"] = [t for r in ok for t in r["runs_s"]]
+    row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in ok)
+    row["rounds"] = len(ok)
+    return row
+
+
 def summarize(rows: list[dict], seconds: float) -> None:
     by_model: dict[str, dict[str, dict]] = {}
     for row in rows:
         by_model.setdefault(row["model"], {})[row["contender"]] = row
-    for model, contenders in by_model.items():
+    for contenders in by_model.values():
         base = contenders.get("transformers-fp32", {})
         for row in contenders.values():
             if "error" in row:
@@ -241,7 +255,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny models, 10 s of audio, one run")
     parser.add_argument("--json", help="write the results here as JSON")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every contender")
-    parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--runs", type=int, default=None, help="timed calls per worker (default 2, quick 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="workers per contender (default 3, quick 1)")
     parser.add_argument("--seconds", type=float, default=None, help="audio length (default 30, quick 10)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="Whisper tokens (default 64, quick 16)")
     parser.add_argument("--only", choices=("whisper", "wav2vec2"), action="append")
@@ -257,7 +272,8 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    args.runs = args.runs or (1 if args.quick else 3)
+    args.runs = args.runs or (1 if args.quick else 2)
+    args.rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (10.0 if args.quick else 30.0)
     max_new = args.max_new_tokens or (16 if args.quick else 64)
     folder = Path(args.models) / ("quick" if args.quick else "base")
@@ -272,15 +288,20 @@ def main() -> None:
             continue
         bundle, ckpt = prepare(entry, folder)
         options = {"max_new_tokens": max_new} if model == "whisper" else {}
-        for name in args.contenders:
-            print(f"running {model} / {name} ...", file=sys.stderr, flush=True)
-            rows.append(run_worker(name, entry.name, bundle, ckpt, audio_path, options, args))
+        rounds: dict[str, list[dict]] = {name: [] for name in args.contenders}
+        for index in range(args.rounds):  # contenders interleaved, so load drift on a shared machine hits all
+            for name in args.contenders:
+                print(f"round {index + 1}/{args.rounds}: {model} / {name} ...", file=sys.stderr, flush=True)
+                rounds[name].append(run_worker(name, entry.name, bundle, ckpt, audio_path, options, args))
+        rows.extend(merge_rounds(results) for results in rounds.values())
     summarize(rows, seconds)
     print(table(rows))
     doc = {
         "benchmark": "speech",
         "quick": args.quick,
         "threads": args.threads,
+        "rounds": args.rounds,
+        "runs_per_round": args.runs,
         "audio_seconds": seconds,
         "whisper_max_new_tokens": max_new,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},

@@ -311,3 +311,21 @@ def test_task_from_bundle_config(ks, ctc) -> None:
     assert type(edgetf.pipeline(None, ks.bundle)).__name__ == "AudioClassificationPipeline"
     assert type(edgetf.pipeline(None, ctc.bundle)).__name__ == "AutomaticSpeechRecognitionPipeline"
     assert edgetf.pipeline(None, ks.bundle).dtype == "q8"  # the verified quantized file is the default
+
+
+def test_conv_as_matmul_rewrite_is_exact(ctc, tmp_path) -> None:
+    # opt-in q8 recipe (quantize.conv_as_matmul): feature-encoder convs as per-tap MatMuls, which
+    # dynamic quantization turns into int8 GEMMs instead of onnxruntime's slow ConvInteger
+    from edgetf.session import Session
+    from export.quantize import convs_to_matmuls
+
+    src = ctc.bundle / "onnx" / "model.onnx"
+    dst = tmp_path / "rewritten.onnx"
+    assert convs_to_matmuls(src, dst, min_channels=16) == 3  # the tiny model's 32-channel convs
+    assert convs_to_matmuls(src, tmp_path / "none.onnx", min_channels=64) == 0
+    for n in (SR, SR + 13, 3000):
+        x = speech_like(n / SR, SR, 4).astype(np.float32)[None]
+        a = Session(src).run({"input_values": x})["logits"]
+        b = Session(dst).run({"input_values": x})["logits"]
+        assert a.shape == b.shape
+        assert np.abs(a - b).max() <= 1e-3 * max(1.0, float(np.abs(a).max()))
