@@ -46,6 +46,7 @@ def export_entry(
 ) -> Result:
     start = time.perf_counter()
     bundle = out / entry.name
+    target = target or entry.quantize.get("target")  # --target beats the catalog's per-entry preset
     dtypes = tuple(dtypes or entry.dtypes)
 
     def step(label: str, t0: float) -> None:

@@ -193,7 +193,7 @@ def make_dtype(
     default_ops: tuple[str, ...],
 ) -> dict[str, Any]:
     """Write the ``dtype`` variant of the fp32 file ``src``; returns its recipe."""
-    ops = tuple(quant.get("op_types", default_ops))
+    ops = tuple(quant.get("op_types", default_ops))  # (quant["target"] is resolved by the caller)
     pre = bool(quant.get("preprocess", False))
     if dtype == "fp32":
         if src != dst:
