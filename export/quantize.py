@@ -145,7 +145,9 @@ def quantize_q8(
             reduce_range=chosen.reduce_range,
             weight_type=getattr(QuantType, wtype),
             nodes_to_exclude=exclude,
-            extra_options={"EnableSubgraph": subgraphs, "MatMulConstBOnly": True},
+            extra_options={"EnableSubgraph": subgraphs, "MatMulConstBOnly": True,
+                           # fused com.microsoft ops (Attention, SkipLayerNorm) defeat ONNX type inference
+                           "DefaultTensorType": 1},  # onnx.TensorProto.FLOAT
         )
     return {
         "method": "dynamic",
