@@ -145,9 +145,12 @@ def quantize_q8(
             reduce_range=chosen.reduce_range,
             weight_type=getattr(QuantType, wtype),
             nodes_to_exclude=exclude,
-            extra_options={"EnableSubgraph": subgraphs, "MatMulConstBOnly": True,
-                           # fused com.microsoft ops (Attention, SkipLayerNorm) defeat ONNX type inference
-                           "DefaultTensorType": 1},  # onnx.TensorProto.FLOAT
+            extra_options={
+                "EnableSubgraph": subgraphs,
+                "MatMulConstBOnly": True,
+                # fused com.microsoft ops (Attention, SkipLayerNorm) defeat ONNX type inference
+                "DefaultTensorType": 1,
+            },  # onnx.TensorProto.FLOAT
         )
     return {
         "method": "dynamic",
