@@ -187,6 +187,44 @@ def convert_fp16(src: Path, dst: Path) -> dict[str, Any]:
     return {"method": "fp16", "keep_io_types": True}
 
 
+def untie_transposed_weights(src: Path, dst: Path) -> int:
+    """Fold every ``Transpose(2-D initializer)`` (also inside If subgraphs) into its own initializer.
+
+    Exporters write a tied LM head as ``MatMul(x, Transpose(embedding))``; the MatMul's weight is then
+    not a constant, so dynamic quantization leaves the head in float (or, with the embedding quantized,
+    onnxruntime dequantizes the whole table every step). A pre-transposed copy lets the head quantize
+    like any MatMul while the embedding Gather keeps the float table. Returns how many were folded.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    initializers = {init.name: init for init in model.graph.initializer}
+    created: dict[str, Any] = {}
+
+    def fold(graph: Any) -> None:
+        kept = []
+        for node in graph.node:
+            perm = [list(a.ints) for a in node.attribute if a.name == "perm"]
+            source = initializers.get(node.input[0]) if node.op_type == "Transpose" and node.input else None
+            if source is not None and len(source.dims) == 2 and perm in ([], [[1, 0]]):
+                if node.output[0] not in created:
+                    weight = numpy_helper.to_array(source).T.copy()
+                    created[node.output[0]] = numpy_helper.from_array(weight, node.output[0])
+                continue
+            for attr in node.attribute:
+                if attr.g is not None and attr.g.node:
+                    fold(attr.g)
+            kept.append(node)
+        del graph.node[:]
+        graph.node.extend(kept)
+
+    fold(model.graph)
+    model.graph.initializer.extend(created.values())
+    onnx.save(model, str(dst))
+    return len(created)
+
+
 def make_dtype(
     src: Path,
     dst: Path,
@@ -200,6 +238,20 @@ def make_dtype(
     """Write the ``dtype`` variant of the fp32 file ``src``; returns its recipe."""
     ops = tuple(quant.get("op_types", default_ops))  # (quant["target"] is resolved by the caller)
     pre = bool(quant.get("preprocess", False))
+    if quant.get("untie_lm_head") and dtype in ("q8", "int8", "uint8"):
+        with tempfile.TemporaryDirectory(prefix="edgetf-untie-") as tmp:
+            untied = Path(tmp) / src.name
+            folded = untie_transposed_weights(src, untied)
+            recipe = make_dtype(
+                untied,
+                dst,
+                dtype,
+                target=target,
+                level=level,
+                quant={k: v for k, v in quant.items() if k != "untie_lm_head"},
+                default_ops=default_ops,
+            )
+        return {**recipe, "untied_transposed_weights": folded}
     if dtype == "fp32":
         if src != dst:
             shutil.copy2(src, dst)

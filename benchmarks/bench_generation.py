@@ -1,0 +1,298 @@
+"""GPT-2 greedy generation speed: edgetf (fp32, q8) vs transformers PyTorch generate vs optimum's
+ORTModelForCausalLM on the same ONNX file. Each contender runs in its own process.
+
+    python benchmarks/bench_generation.py            # GPT-2 124M (GPT2Config() sizes, random weights)
+    python benchmarks/bench_generation.py --quick    # a 2-layer model, few tokens: a smoke run
+    python benchmarks/bench_generation.py --json out.json
+
+Prints a table and a JSON document: end-to-end tokens/s (prefill included), per-step decode time split
+into model time (inside the ONNX step, feeds included) and loop overhead (processors, bookkeeping),
+peak RSS, and ratios to transformers fp32. The machine may be shared: compare ratios, not absolutes.
+Needs the export extra (torch, transformers, optimum) for the reference contenders and the export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTENDERS = ("transformers-fp32", "optimum-fp32", "optimum-q8", "edgetf-fp32", "edgetf-q8", "edgetf-q8-iobinding")
+
+
+# -- model preparation (parent process) -------------------------------------------------------------------
+def prepare(folder: Path, quick: bool) -> Path:
+    """Random-weight GPT-2 exported with optimum (fp32) plus edgetf's q8 recipe; cached in ``folder``."""
+    marker = folder / "ready"
+    if marker.is_file():
+        return folder
+    import torch
+    import transformers
+    from optimum.exporters.onnx import main_export
+
+    sys.path.insert(0, str(ROOT))
+    from export.quantize import make_dtype
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=2, n_embd=256, n_head=4) if quick else transformers.GPT2Config()
+    ckpt = folder / "checkpoint"
+    transformers.GPT2LMHeadModel(config).eval().save_pretrained(ckpt)
+    main_export(str(ckpt), output=str(folder), task="text-generation-with-past", do_validation=False, device="cpu")
+    make_dtype(
+        folder / "model.onnx",
+        folder / "model_quantized.onnx",
+        "q8",
+        target=None,
+        level="all",
+        quant={"untie_lm_head": True},
+        default_ops=("MatMul",),
+    )
+    marker.write_text("ok")
+    return folder
+
+
+# -- contenders (one child process each) ----------------------------------------------------------------
+def _prompt(vocab: int, length: int) -> Any:
+    import numpy as np
+
+    return np.random.default_rng(0).integers(0, vocab - 1, size=(1, length), dtype=np.int64)
+
+
+def run_transformers(folder: Path, args: argparse.Namespace, onnx_file: str | None = None) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    torch.set_num_threads(args.threads)
+    if onnx_file is None:
+        model = transformers.GPT2LMHeadModel.from_pretrained(folder / "checkpoint").eval()
+    else:
+        import onnxruntime as ort
+        from optimum.onnxruntime import ORTModelForCausalLM
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = args.threads
+        so.inter_op_num_threads = 1
+        model = ORTModelForCausalLM.from_pretrained(
+            folder, file_name=onnx_file, use_cache=True, session_options=so, provider="CPUExecutionProvider"
+        )
+    ids = torch.tensor(_prompt(model.config.vocab_size, args.prompt))
+    kwargs = {
+        "max_new_tokens": args.tokens,
+        "min_new_tokens": args.tokens,
+        "do_sample": False,
+        "pad_token_id": 0,
+        "attention_mask": torch.ones_like(ids),
+    }
+    times = []
+    with torch.no_grad():
+        for _ in range(args.repeats + 1):
+            start = time.perf_counter()
+            out = model.generate(ids, **kwargs)
+            times.append(time.perf_counter() - start)
+    assert out.shape[1] == args.prompt + args.tokens
+    return {"seconds": times[1:], "tokens": args.tokens, "sequence": out[0].tolist()}
+
+
+class _Timed:
+    """Wraps a StepModel; accumulates the time spent inside prefill/step."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.prefill_s = 0.0
+        self.step_s = 0.0
+        self.steps = 0
+
+    def prefill(self, input_ids: Any, mask: Any) -> Any:
+        start = time.perf_counter()
+        out = self.inner.prefill(input_ids, mask)
+        self.prefill_s += time.perf_counter() - start
+        return out
+
+    def step(self, input_ids: Any, mask: Any) -> Any:
+        start = time.perf_counter()
+        out = self.inner.step(input_ids, mask)
+        self.step_s += time.perf_counter() - start
+        self.steps += 1
+        return out
+
+    def select(self, rows: Any) -> None:
+        self.inner.select(rows)
+
+
+def run_edgetf(folder: Path, args: argparse.Namespace, onnx_file: str, io_binding: bool) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))
+    from edgetf.generation import CausalLM, GenerationConfig, generate
+    from edgetf.session import Session, SessionOptions
+
+    config = json.loads((folder / "config.json").read_text())
+    session = Session(folder / onnx_file, options=SessionOptions(intra_op_threads=args.threads))
+    ids = _prompt(config["vocab_size"], args.prompt)
+    gen = GenerationConfig.from_dict(json.loads((folder / "generation_config.json").read_text()))
+    gen.update(max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False)
+    times, model_s, prefill_s, steps = [], [], [], []
+    for _ in range(args.repeats + 1):
+        model = _Timed(CausalLM(session, config, io_binding=io_binding))
+        start = time.perf_counter()
+        out = generate(model, ids, gen, max_positions=config["n_positions"])
+        times.append(time.perf_counter() - start)
+        model_s.append(model.step_s)
+        prefill_s.append(model.prefill_s)
+        steps.append(model.steps)
+    return {
+        "seconds": times[1:],
+        "tokens": args.tokens,
+        "prefill_seconds": prefill_s[1:],
+        "step_model_seconds": model_s[1:],
+        "steps": steps[1:],
+        "sequence": out.sequences[0].tolist(),
+    }
+
+
+def worker(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    if name == "transformers-fp32":
+        result = run_transformers(folder, args)
+    elif name == "optimum-fp32":
+        result = run_transformers(folder, args, "model.onnx")
+    elif name == "optimum-q8":
+        result = run_transformers(folder, args, "model_quantized.onnx")
+    elif name == "edgetf-fp32":
+        result = run_edgetf(folder, args, "model.onnx", io_binding=False)
+    elif name == "edgetf-q8":
+        result = run_edgetf(folder, args, "model_quantized.onnx", io_binding=False)
+    elif name == "edgetf-q8-iobinding":
+        result = run_edgetf(folder, args, "model_quantized.onnx", io_binding=True)
+    elif name == "edgetf-fp32-iobinding":
+        result = run_edgetf(folder, args, "model.onnx", io_binding=True)
+    else:
+        raise SystemExit(f"unknown contender {name!r}; known: {', '.join(CONTENDERS)}, edgetf-fp32-iobinding")
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM; ru_maxrss would include the parent's peak, kept across exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- summary ------------------------------------------------------------------------------------------------
+def summarize(name: str, raw: dict[str, Any]) -> dict[str, Any]:
+    total = statistics.median(raw["seconds"])
+    row = {
+        "contender": name,
+        "tokens_per_s": raw["tokens"] / total,
+        "total_s": total,
+        "peak_rss_mb": raw["peak_rss_mb"],
+    }
+    if "step_model_seconds" in raw:
+        i = raw["seconds"].index(sorted(raw["seconds"])[len(raw["seconds"]) // 2])
+        steps = max(raw["steps"][i], 1)
+        # everything outside the ONNX prefill/step calls, per generated token
+        overhead = (raw["seconds"][i] - raw["prefill_seconds"][i] - raw["step_model_seconds"][i]) / raw["tokens"]
+        model_step = raw["step_model_seconds"][i] / steps
+        row.update(
+            {
+                "prefill_ms": raw["prefill_seconds"][i] * 1e3,
+                "step_ms": (model_step + overhead) * 1e3,
+                "step_model_ms": model_step * 1e3,
+                "loop_overhead_ms": overhead * 1e3,
+                "loop_overhead_pct": 100.0 * overhead / (model_step + overhead),
+            }
+        )
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2-layer model, 16 tokens, 1 repeat")
+    parser.add_argument("--tokens", type=int, default=None, help="new tokens per run (default 128; quick 16)")
+    parser.add_argument("--prompt", type=int, default=32, help="prompt length in tokens")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs after one warm-up (default 3)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", default=None, help="cache folder for the exported model")
+    parser.add_argument("--only", nargs="+", choices=(*CONTENDERS, "edgetf-fp32-iobinding"), default=None)
+    parser.add_argument("--json", default=None, help="write the JSON result here too")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.tokens = args.tokens or (16 if args.quick else 128)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+
+    if args.worker:
+        print(json.dumps(worker(args.worker, Path(args.folder), args)))
+        return 0
+
+    default_cache = Path(os.environ.get("TMPDIR", "/tmp")) / ("edgetf-bench-gpt2" + ("-quick" if args.quick else ""))
+    folder = prepare(Path(args.models) if args.models else default_cache, args.quick)
+    results = {}
+    for name in args.only or CONTENDERS:
+        cmd = [sys.executable, __file__, "--worker", name, "--folder", str(folder)]
+        cmd += ["--tokens", str(args.tokens), "--prompt", str(args.prompt), "--repeats", str(args.repeats)]
+        cmd += ["--threads", str(args.threads)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            print(f"{name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    rows = [summarize(name, raw) for name, raw in results.items()]
+    base = next((r["tokens_per_s"] for r in rows if r["contender"] == "transformers-fp32"), None)
+    for row in rows:
+        row["vs_transformers_fp32"] = row["tokens_per_s"] / base if base else None
+    reference = results.get("transformers-fp32", {}).get("sequence")
+    for row in rows:
+        seq = results[row["contender"]]["sequence"]
+        row["same_tokens_as_transformers"] = None if reference is None else seq == reference
+
+    print(
+        f"\nGPT-2 {'quick (2 layers)' if args.quick else '124M'}, random weights; prompt {args.prompt} tokens, "
+        f"{args.tokens} greedy new tokens, {args.threads} threads, median of {args.repeats}"
+    )
+    header = f"{'contender':22} {'tok/s':>8} {'vs torch':>9} {'step ms':>8} {'model ms':>9} {'loop ms':>8} "
+    header += f"{'loop %':>7} {'RSS MB':>8}  same tokens"
+    print(header)
+    for r in rows:
+
+        def fmt(key: str, spec: str, r: dict[str, Any] = r) -> str:
+            value = r.get(key)
+            return format(value, spec) if isinstance(value, (int, float)) else "-"
+
+        print(
+            f"{r['contender']:22} {fmt('tokens_per_s', '8.1f')} {fmt('vs_transformers_fp32', '8.2f')}x "
+            f"{fmt('step_ms', '8.2f')} {fmt('step_model_ms', '9.2f')} {fmt('loop_overhead_ms', '8.3f')} "
+            f"{fmt('loop_overhead_pct', '6.1f')}% {fmt('peak_rss_mb', '8.0f')}  {r['same_tokens_as_transformers']}"
+        )
+    document = {
+        "model": "gpt2-quick" if args.quick else "gpt2-124M",
+        "prompt_tokens": args.prompt,
+        "new_tokens": args.tokens,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "results": rows,
+    }
+    text = json.dumps(document, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
