@@ -120,16 +120,23 @@ def instance(
 
 
 def semantic(class_logits: np.ndarray, mask_logits: np.ndarray, *, target_size: tuple[int, int]) -> np.ndarray:
-    """One image's class-id map as post_process_semantic_segmentation (upsampled class by class)."""
+    """One image's class-id map as post_process_semantic_segmentation (upsampled a few classes at a time)."""
     classes = softmax(class_logits.astype(np.float32))[:, :-1]  # (Q, C)
     masks = sigmoid(bilinear(mask_logits, MASK_SIZE))  # (Q, 384, 384)
-    per_class = np.einsum("qc,qhw->chw", classes, masks, optimize=True)  # (C, 384, 384)
+    per_class = (classes.T @ masks.reshape(masks.shape[0], -1)).reshape(-1, *MASK_SIZE)  # (C, 384, 384)
+    # Bilinear values are convex combinations of the 384x384 values: a class whose maximum is below
+    # another class's minimum can win no pixel, and is skipped (margin for float rounding).
+    flat = per_class.reshape(per_class.shape[0], -1)
+    highs, floor = flat.max(1), float(flat.min(1).max())
+    margin = 1e-5 * max(1.0, float(np.abs(flat).max()))
     best = np.full(target_size, -np.inf, dtype=np.float32)
     label = np.zeros(target_size, dtype=np.int64)
-    for c in range(per_class.shape[0]):
+    for c in range(per_class.shape[0]):  # running argmax: the first maximum wins, as torch.argmax
+        if highs[c] < floor - margin:
+            continue
         value = bilinear(per_class[c], target_size)
         better = value > best
-        best[better] = value[better]
+        np.copyto(best, value, where=better)
         label[better] = c
     return label
 

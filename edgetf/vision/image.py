@@ -28,7 +28,7 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import InvalidInputError
+from ..errors import BundleError, InvalidInputError
 
 ImageInput = Union[str, bytes, bytearray, memoryview, "os.PathLike[str]", Image.Image, np.ndarray]
 
@@ -163,7 +163,7 @@ def size_dict(size: Any, *, max_size: int | None = None, default_to_square: bool
         result = dict(size)
     elif isinstance(size, int) and default_to_square:
         if max_size is not None:
-            raise InvalidInputError("preprocessor_config.json: an int size with max_size needs a non-square size")
+            raise BundleError("preprocessor_config.json: an int size with max_size needs a non-square size")
         result = {"height": size, "width": size}
     elif isinstance(size, int):
         result = {"shortest_edge": size}
@@ -174,9 +174,9 @@ def size_dict(size: Any, *, max_size: int | None = None, default_to_square: bool
     elif size is None and max_size is not None and not default_to_square:
         result = {"longest_edge": max_size}
     else:
-        raise InvalidInputError(f"preprocessor_config.json has a size {size!r} that cannot be read")
+        raise BundleError(f"preprocessor_config.json has a size {size!r} that cannot be read")
     if set(result) not in valid:
-        raise InvalidInputError(
+        raise BundleError(
             f"preprocessor_config.json size {result!r} must have one of the key sets {[sorted(v) for v in valid]}"
         )
     return {k: int(v) for k, v in result.items()}
@@ -188,7 +188,7 @@ def shortest_edge_size(height: int, width: int, shortest: int, max_size: int | N
     new_short, new_long = shortest, int(shortest * long / short)
     if max_size is not None:
         if max_size <= shortest:
-            raise InvalidInputError(f"max_size = {max_size} must be greater than the shortest edge {shortest}")
+            raise BundleError(f"max_size = {max_size} must be greater than the shortest edge {shortest}")
         if new_long > max_size:
             new_short, new_long = int(max_size * new_short / new_long), max_size
     return (new_long, new_short) if width <= height else (new_short, new_long)
@@ -235,7 +235,7 @@ def check_size(size: tuple[int, int], original: tuple[int, int], what: str = "im
 # -- transforms ------------------------------------------------------------------------------------
 def resample_filter(value: Any) -> Image.Resampling:
     if isinstance(value, bool) or not isinstance(value, int) or value not in RESAMPLE:
-        raise InvalidInputError(f"preprocessor_config.json resample={value!r}; accepted: {sorted(RESAMPLE)}")
+        raise BundleError(f"preprocessor_config.json resample={value!r}; accepted: {sorted(RESAMPLE)}")
     return RESAMPLE[value]
 
 

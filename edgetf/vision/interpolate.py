@@ -9,6 +9,7 @@ Every function resizes the last two axes.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ def _source_index(in_size: int, out_size: int) -> np.ndarray:
     return _fma(_scale(in_size, out_size), np.arange(out_size).astype(F32) + F32(0.5), F32(-0.5))
 
 
+@lru_cache(maxsize=64)
 def linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Indices and weights of linear interpolation along one axis: (i0, i1, w0, w1)."""
     dst = np.arange(out_size)
@@ -43,6 +45,7 @@ def linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np
     return i0, i1, (F32(1) - w1).astype(F32), w1
 
 
+@lru_cache(maxsize=16)
 def cubic_taps(in_size: int, out_size: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Indices (clamped to the border) and weights (A = -0.75) of bicubic interpolation along one axis."""
     real = _source_index(in_size, out_size)
@@ -61,6 +64,7 @@ def cubic_taps(in_size: int, out_size: int) -> tuple[list[np.ndarray], list[np.n
     return indices, [w.astype(F32) for w in weights]
 
 
+@lru_cache(maxsize=64)
 def nearest_taps(in_size: int, out_size: int) -> np.ndarray:
     """Source index of each output position for mode="nearest" (PyTorch's legacy rule)."""
     dst = np.arange(out_size)
@@ -73,13 +77,23 @@ def nearest_taps(in_size: int, out_size: int) -> np.ndarray:
 
 
 def bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize the last two axes of a float32 array to ``size`` (bilinear, align_corners=False)."""
+    """Resize the last two axes of a float32 array to ``size`` (bilinear, align_corners=False).
+
+    Columns are interpolated first, then rows (PyTorch's order); when upsampling rows, each source
+    row is column-interpolated once and the results gathered, which gives the same values for less work.
+    """
     x = np.asarray(x, dtype=F32)
     yi0, yi1, wy0, wy1 = linear_taps(x.shape[-2], size[0])
     xi0, xi1, wx0, wx1 = linear_taps(x.shape[-1], size[1])
-    rows0, rows1 = x[..., yi0, :], x[..., yi1, :]
-    t0 = rows0[..., xi0] * wx0 + rows0[..., xi1] * wx1
-    t1 = rows1[..., xi0] * wx0 + rows1[..., xi1] * wx1
+
+    def columns(rows: np.ndarray) -> np.ndarray:
+        return np.take(rows, xi0, axis=-1) * wx0 + np.take(rows, xi1, axis=-1) * wx1
+
+    if size[0] > x.shape[-2]:
+        interpolated = columns(x)
+        t0, t1 = np.take(interpolated, yi0, axis=-2), np.take(interpolated, yi1, axis=-2)
+    else:
+        t0, t1 = columns(np.take(x, yi0, axis=-2)), columns(np.take(x, yi1, axis=-2))
     return t0 * wy0[:, None] + t1 * wy1[:, None]
 
 
@@ -90,10 +104,10 @@ def bicubic(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     xi, wx = cubic_taps(x.shape[-1], size[1])
     out = None
     for j in range(4):
-        rows = x[..., yi[j], :]
-        t = rows[..., xi[0]] * wx[0]
+        rows = np.take(x, yi[j], axis=-2)
+        t = np.take(rows, xi[0], axis=-1) * wx[0]
         for i in range(1, 4):
-            t = t + rows[..., xi[i]] * wx[i]
+            t = t + np.take(rows, xi[i], axis=-1) * wx[i]
         term = t * wy[j][:, None]
         out = term if out is None else out + term
     return out  # type: ignore[return-value]
