@@ -7,6 +7,13 @@ original image size, one query or class at a time so memory stays O(image size).
 Mask2Former graphs are traced at one height/width (Swin reshapes and the deformable attention's
 spatial shapes become constants), so images are always resized to the traced size recorded in the
 bundle's manifest (``extra.image_size``) or declared by the graph, and any other size is refused.
+With a processor of fixed height/width (the tiny recipes) that is exactly what transformers does;
+with one that keeps the aspect ratio (hub checkpoints: shortest edge 384) edgetf resizes to the
+traced square instead, so masks of non-square images differ from transformers' there.
+
+Instance segmentation orders candidate (query, class) pairs by score, which is the order
+transformers gets from torch.topk when num_labels >= 64 (COCO, ADE20k); below that, torch returns
+std::nth_element's order, which is not reproduced (same segments, possibly another order/overlap).
 """
 
 from __future__ import annotations
@@ -209,10 +216,10 @@ class ImageSegmentationPipeline(ImagePipeline):
         numbers: dict[str, float],
     ) -> list[dict[str, Any]]:
         if subtask == "semantic":
-            label_map_ = semantic(class_logits, mask_logits, target_size=size)
+            classes = semantic(class_logits, mask_logits, target_size=size)
             return [
-                {"score": None, "label": self.id2label[int(c)], "mask": mask_image(label_map_ == c)}
-                for c in np.unique(label_map_)
+                {"score": None, "label": self.id2label[int(c)], "mask": mask_image(classes == c)}
+                for c in np.unique(classes)
             ]
         if subtask == "panoptic":
             segmentation, segments = panoptic(class_logits, mask_logits, target_size=size, **numbers)

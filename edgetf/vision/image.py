@@ -46,6 +46,7 @@ RESAMPLE: dict[int, Image.Resampling] = {
 MAX_RESIZE_PIXELS = 1 << 26
 # PIL errors that mean "this is not a readable image" (broken PNG chunks raise SyntaxError).
 _PIL_READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError)
+_ORIENTATION = 0x0112  # EXIF tag
 _ACCEPTED = "a file path, raw bytes, a base64 string, a PIL.Image.Image or a numpy HWC array"
 
 
@@ -67,8 +68,11 @@ def load_image(image: Any, *, what: str = "image") -> Image.Image:
     if pil.width < 1 or pil.height < 1:
         raise InvalidInputError(f"{what} is empty ({pil.width}x{pil.height} pixels); an image needs at least 1x1")
     try:
-        pil = ImageOps.exif_transpose(pil)
-        return pil.convert("RGB")
+        # transformers: ImageOps.exif_transpose(image).convert("RGB"); both steps copy even when they
+        # change nothing, so they only run when the orientation tag or the mode asks for it.
+        if pil.getexif().get(_ORIENTATION, 1) not in (1, None):
+            pil = ImageOps.exif_transpose(pil)
+        return pil if pil.mode == "RGB" else pil.convert("RGB")
     except _PIL_READ_ERRORS as exc:
         raise InvalidInputError(f"{what} ({pil.mode} {pil.width}x{pil.height}) cannot be read as RGB: {exc}") from exc
 
