@@ -234,3 +234,23 @@ def test_demo_and_cli(pair, tmp_path):
     demo.save(path)
     assert pipe.cli_inputs([str(path)]) == str(path)
     assert as_comparable(pipe(str(path), threshold=0.3)) == as_comparable(out)
+
+
+def test_traced_size_follows_the_processor_or_the_catalog(tiny, tmp_path):
+    from dataclasses import replace
+
+    from export.catalog import get
+    from export.tasks.vision import segmentation_export_kwargs, traced_size
+
+    built = tiny.get("mask2former-resnet")
+    entry = get("mask2former-resnet")
+    assert traced_size(entry, built.checkpoint) == (96, 64)  # the processor's {height, width}
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(built.checkpoint, checkpoint)
+    config = json.loads((checkpoint / "preprocessor_config.json").read_text())
+    config["size"] = {"shortest_edge": 40, "longest_edge": 100}  # hub-style: square at the shortest edge, rounded up
+    (checkpoint / "preprocessor_config.json").write_text(json.dumps(config))
+    assert traced_size(entry, checkpoint) == (64, 64)
+    override = replace(entry, export={"height": 128, "width": 96})
+    kwargs = segmentation_export_kwargs(override, checkpoint)
+    assert (kwargs["height"], kwargs["width"]) == (128, 96) and "model" in kwargs["custom_onnx_configs"]

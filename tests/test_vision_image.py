@@ -159,6 +159,24 @@ def test_truncated_and_corrupt_files_raise_clear_errors(tmp_path):
         load_image(empty)
 
 
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels, with (almost) no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
+
+
+def test_decompression_bombs_are_refused_before_decoding():
+    # 40000 x 40000 pixels would be 4.8 GB of RGB: PIL's bomb check refuses it from the header alone
+    with pytest.raises(InvalidInputError, match="DecompressionBomb"):
+        load_image(png_header_only(40000, 40000))
+
+
 def test_errors_are_value_errors_and_name_the_input():
     with pytest.raises(ValueError, match="picture"):
         image_from_array(np.zeros((4, 4, 4), np.uint8), what="picture")
