@@ -324,3 +324,26 @@ def test_interpolation_matches_torch(mode, sizes):
         assert np.array_equal(got, expected)
     else:  # one float32 rounding at most
         assert np.abs(got - expected).max() <= 4e-7 * max(1.0, float(np.abs(expected).max()))
+
+
+# -- torch.topk order ------------------------------------------------------------------------------
+
+
+def test_topk_unsorted_replays_torch_order():
+    from edgetf.vision.topk import topk_unsorted
+
+    rng = np.random.default_rng(11)
+    for trial in range(400):
+        n = int(rng.integers(1, 1500))
+        k = int(rng.integers(0, n + 1)) if trial % 2 else max(1, n // 64 - int(rng.integers(0, 2)))
+        values = [
+            rng.random(n),  # distinct
+            rng.integers(0, 4, n).astype(np.float64),  # many ties
+            np.sort(rng.random(n)),  # presorted
+        ][trial % 3].astype(np.float32)
+        if trial % 7 == 0:
+            values[rng.integers(0, n, max(1, n // 40))] = np.nan
+        expected = torch.from_numpy(values).topk(k, sorted=False).indices.tolist()
+        assert topk_unsorted(values.tolist(), k) == expected, (n, k, trial % 3)
+    with pytest.raises(ValueError):
+        topk_unsorted([1.0, 2.0], 3)

@@ -11,9 +11,8 @@ With a processor of fixed height/width (the tiny recipes) that is exactly what t
 with one that keeps the aspect ratio (hub checkpoints: shortest edge 384) edgetf resizes to the
 traced square instead, so masks of non-square images differ from transformers' there.
 
-Instance segmentation orders candidate (query, class) pairs by score, which is the order
-transformers gets from torch.topk when num_labels >= 64 (COCO, ADE20k); below that, torch returns
-std::nth_element's order, which is not reproduced (same segments, possibly another order/overlap).
+Instance segmentation keeps the (query, class) candidates in the order torch.topk(sorted=False)
+returns them (edgetf.vision.topk replays it), since that order decides segment ids and overlaps.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from PIL import Image
 from ..errors import BundleError, InvalidInputError
 from ..vision.interpolate import bilinear, nearest
 from ..vision.pipeline import ImagePipeline, as_items
+from ..vision.topk import topk_unsorted
 from .text_classification import label_map, softmax
 
 SUBTASKS = ("panoptic", "instance", "semantic")
@@ -34,16 +34,6 @@ MASK_SIZE = (384, 384)  # transformers' Mask2Former post-processing first scales
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.float32(1) / (np.float32(1) + np.exp(-x))
-
-
-def _topk_indices(values: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest values, largest first (ties: lower index first).
-
-    torch.topk(sorted=False) on CPU returns this order whenever k * 64 <= len(values) (a partial
-    sort); below that it returns std::nth_element's order, which this does not reproduce.
-    """
-    order = np.argsort(-values, kind="stable")
-    return order[:k]
 
 
 def panoptic(
@@ -105,7 +95,7 @@ def instance(
     """One image's (segmentation map of segment ids, -1 = none; segments) as post_process_instance_segmentation."""
     num_queries, num_classes = class_logits.shape[0], class_logits.shape[-1] - 1
     scores = softmax(class_logits.astype(np.float32))[:, :-1]
-    top = _topk_indices(scores.reshape(-1), num_queries)
+    top = np.asarray(topk_unsorted(scores.reshape(-1).tolist(), num_queries), dtype=np.int64)
     top_scores, top_labels, top_queries = scores.reshape(-1)[top], top % num_classes, top // num_classes
     segmentation = np.full(target_size, -1, dtype=np.int32)
     segments: list[dict[str, Any]] = []
