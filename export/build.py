@@ -91,6 +91,8 @@ def export_entry(
                     default_ops=spec.quant_ops,
                 )
             report = {"files": [onnx_filename(c, dtype) for c in components], "recipe": recipe}
+            if not verify:
+                break  # unverified: keep the first (default) recipe, not the ladder's last
             if verify:
                 ctx = CheckContext(entry, ckpt, bundle, dtype, entry.parity_inputs(), shared_reference)
                 report["parity"] = spec.check(ctx)
