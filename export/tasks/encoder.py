@@ -148,7 +148,11 @@ def check_question_answering(ctx: CheckContext) -> dict[str, Any]:
     calls = [(item, {"top_k": 3}) for item in items]
     calls += [(item, {"top_k": 2, "handle_impossible_answer": True}) for item in first]
     calls += [(item, {"top_k": 3, "align_to_words": False}) for item in first]
-    calls += [(item, {"top_k": 2, "max_seq_len": 64, "doc_stride": 24}) for item in first]
+    # short windows over the short contexts (transformers needs ~0.2 s a window: the long text is
+    # read in windows by the default-settings runs above)
+    calls += [
+        (item, {"top_k": 2, "max_seq_len": 64, "doc_stride": 24}) for item in first if len(item["context"]) < 1000
+    ]
 
     def run_reference() -> list[Any]:
         pipe = transformers_pipeline(ctx, "question-answering")
