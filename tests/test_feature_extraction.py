@@ -5,6 +5,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import edgetf
 from edgetf.errors import InvalidInputError
@@ -158,3 +160,15 @@ def test_pooling_helpers_match_torch(seed):
     np.testing.assert_allclose(mean_pool(hidden, mask), mean.numpy(), rtol=1e-6, atol=1e-6)
     normalized = torch.nn.functional.normalize(mean, p=2, dim=1).numpy()
     np.testing.assert_allclose(l2_normalize(mean_pool(hidden, mask)), normalized, rtol=1e-6, atol=1e-6)
+
+
+# -- arbitrary text: same hidden states as the reference -----------------------------------------------
+FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(text=st.text(max_size=300))
+def test_any_text_matches_reference(pair, text):
+    ref, pipe, _ = pair
+    diff, problem = compare(ref(text, truncation=True), pipe(text))
+    assert problem is None and diff <= 1e-4

@@ -4,6 +4,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import edgetf
 from edgetf.errors import InvalidInputError
@@ -164,3 +166,21 @@ class _no_warning:
 
     def __exit__(self, *exc):
         return self._ctx.__exit__(*exc)
+
+
+# -- arbitrary text around a mask: same output as the reference ---------------------------------------
+FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(before=st.text(max_size=80), after=st.text(max_size=80))
+def test_any_text_matches_reference(pair, before, after):
+    ref, pipe, _ = pair
+    text = before + ref.tokenizer.mask_token + after
+    try:
+        expected = ref(text, top_k=3)
+    except Exception:  # noqa: BLE001 -- e.g. the mask token merged into its neighbours: no mask found
+        with pytest.raises(InvalidInputError):
+            pipe(text, top_k=3)
+        return
+    assert_same(expected, pipe(text, top_k=3))

@@ -4,6 +4,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import edgetf
 from edgetf.__main__ import main as cli
@@ -188,3 +190,43 @@ def test_span_selection_matches_reference(seed, top_k, max_answer_len, impossibl
     assert starts.tolist() == ref_starts.tolist() and ends.tolist() == ref_ends.tolist()
     np.testing.assert_array_equal(scores, ref_scores)
     assert null == ref_null
+
+
+# -- arbitrary text: the reference's answers, or InvalidInputError where the reference refuses ---------
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(question=st.text(max_size=30), context=st.text(max_size=300))
+def test_any_text_matches_reference(pair, question, context):
+    ref, pipe, _ = pair
+    if not question or not context:
+        with pytest.raises(ValueError):
+            ref(question=question, context=context, top_k=3)
+        with pytest.raises(InvalidInputError):
+            pipe(question=question, context=context, top_k=3)
+        return
+    got = pipe(question=question, context=context, top_k=3)
+    try:
+        expected = ref(question=question, context=context, top_k=3)
+    except ValueError as exc:  # transformers fails when a window has exactly top_k * 2 + 10 candidate spans
+        assert "out of bounds" in str(exc)
+        assert all(context[a["start"] : a["end"]] == a["answer"] for a in as_list(got))
+        return
+    assert_same(expected, got)
+
+
+def test_window_with_as_many_spans_as_candidates(pair):
+    """A window of n tokens has n * n spans; asking for exactly that many candidates makes transformers'
+    argpartition fail (kth out of bounds); edgetf ranks them all."""
+    ref, pipe, _ = pair
+    n = len(pipe.tokenizer.encode("0", " ").ids)
+    kwargs = {"question": "0", "context": " ", "top_k": n * n, "align_to_words": False}
+    with pytest.raises(ValueError, match="out of bounds"):
+        ref(**kwargs)
+    answers = pipe(**kwargs)
+    assert all(a["answer"] == " "[a["start"] : a["end"]] for a in as_list(answers))
+
+
+def as_list(result):
+    return result if isinstance(result, list) else [result]

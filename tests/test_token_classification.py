@@ -5,6 +5,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import edgetf
 from edgetf.errors import InvalidInputError
@@ -242,3 +244,15 @@ def test_word_aggregation_matches_reference(pair, strategy):
     assert_same(
         ref.aggregate(expected_records, enum), ents.to_python(ents.aggregate(records, strategy, id2label, join))
     )
+
+
+# -- arbitrary text: same output as the reference, whatever the characters ---------------------------
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(text=st.text(max_size=200), strategy=st.sampled_from(ents.STRATEGIES))
+def test_any_text_matches_reference(pair, text, strategy):
+    ref, pipe, _ = pair
+    kwargs = {"aggregation_strategy": strategy, "ignore_labels": []}
+    assert_same(quiet(ref, text, **kwargs), quiet(pipe, text, **kwargs))

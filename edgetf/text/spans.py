@@ -62,7 +62,7 @@ def decode_spans(
     flat = table.ravel()
     if top_k == 1:
         order = np.array([np.argmax(flat)])
-    elif flat.size < top_k:
+    elif flat.size <= top_k:  # (transformers uses argpartition at ==, which fails: kth out of bounds)
         order = np.argsort(-flat)
     else:
         best = np.argpartition(-flat, top_k)[:top_k]
