@@ -143,8 +143,8 @@ def qa_inputs(texts: list[str], per_context: int = 2) -> list[dict[str, str]]:
 
 
 def check_question_answering(ctx: CheckContext) -> dict[str, Any]:
-    items = qa_inputs(ctx.inputs)
-    first = items[: len(items) // 2]  # one question per context: the option variants run on these
+    items = qa_inputs(ctx.inputs, per_context=3)
+    first = items[: len(items) // 3]  # one question per context: the option variants run on these
     calls = [(item, {"top_k": 3}) for item in items]
     calls += [(item, {"top_k": 2, "handle_impossible_answer": True}) for item in first]
     calls += [(item, {"top_k": 3, "align_to_words": False}) for item in first]
@@ -202,24 +202,25 @@ def _raises(call: Any, error: type[BaseException]) -> bool:
 
 
 # -- fill-mask ---------------------------------------------------------------------------------------
-def masked_inputs(texts: list[str], mask: str) -> list[str]:
-    """Each text with one mask token at a word boundary near its middle (at most 200 characters in),
-    plus, for the first three texts, a second mask at the start."""
+def masked_inputs(texts: list[str], mask: str, positions: tuple[float, ...] = (0.5,)) -> list[str]:
+    """Each text with one mask token at a word boundary near each relative position (at most 200
+    characters in; duplicates dropped), plus, for the first three, a second mask at the start."""
     out = []
     for text in texts:
-        cut = min(len(text) // 2, 200)
-        space = text.rfind(" ", 0, cut)
-        cut = space + 1 if space > 0 else cut
-        out.append(text[:cut] + mask + text[cut:])
-    out += [f"{mask} {text}" for text in out[:3]]
-    return out
+        for position in positions:
+            cut = min(int(len(text) * position), 200)
+            space = text.rfind(" ", 0, cut)
+            cut = space + 1 if space > 0 else cut
+            out.append(text[:cut] + mask + text[cut:])
+    out = list(dict.fromkeys(out))
+    return out + [f"{mask} {text}" for text in out[:3]]
 
 
 def check_fill_mask(ctx: CheckContext) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     mask = AutoTokenizer.from_pretrained(str(ctx.checkpoint)).mask_token
-    items = masked_inputs(ctx.inputs, mask)
+    items = masked_inputs(ctx.inputs, mask, positions=(0.2, 0.5, 0.8))
     kwargs = {"top_k": 5, "tokenizer_kwargs": {"truncation": True}}
 
     def run_reference() -> list[Any]:
