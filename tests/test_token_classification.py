@@ -83,9 +83,10 @@ def test_outputs_are_plain_python_and_offsets_index_the_text(pair):
 def test_stride_windows_match_reference(pair, strategy, stride):
     ref, pipe, _ = pair
     kwargs = {"stride": stride} if strategy is None else {"aggregation_strategy": strategy, "stride": stride}
-    expected, got = quiet(ref, TEXTS[-1], **kwargs), quiet(pipe, TEXTS[-1], **kwargs)
+    text = long_text(1500)
+    expected, got = quiet(ref, text, **kwargs), quiet(pipe, text, **kwargs)
     assert_same(expected, got)
-    assert got[-1]["end"] > 2000  # the windows reach past the first model window
+    assert got[-1]["end"] > 1000  # the windows reach past the first model window (~400 characters)
 
 
 def test_options_match_reference(pair):
@@ -247,7 +248,7 @@ def test_word_aggregation_matches_reference(pair, strategy):
 
 
 # -- arbitrary text: same output as the reference, whatever the characters ---------------------------
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @FUZZ
