@@ -185,3 +185,12 @@ def test_any_text_matches_reference(pair, before, after):
             pipe(text, **kwargs)
         return
     assert_same(expected, pipe(text, **kwargs))
+
+
+def test_batch_size_gives_the_same_predictions(pair):
+    ref, pipe, _ = pair
+    texts = masked_inputs(TEXTS, ref.tokenizer.mask_token)
+    assert_same(pipe(texts, top_k=3), pipe(texts, top_k=3, batch_size=4), tol=1e-5)
+    assert pipe([]) == ref([]) == []
+    with pytest.raises(InvalidInputError):
+        pipe(texts, batch_size=0)

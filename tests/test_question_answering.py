@@ -230,3 +230,11 @@ def test_window_with_as_many_spans_as_candidates(pair):
 
 def as_list(result):
     return result if isinstance(result, list) else [result]
+
+
+def test_batch_size_gives_the_same_answers(pair):
+    _, pipe, _ = pair
+    for question, context in PAIRS:
+        for kwargs in ({"top_k": 3}, {"top_k": 2, "max_seq_len": 48, "doc_stride": 16, "padding": "max_length"}):
+            one = pipe(question=question, context=context, **kwargs)
+            assert_same(one, pipe(question=question, context=context, batch_size=3, **kwargs), tol=1e-5)

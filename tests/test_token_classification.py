@@ -257,3 +257,13 @@ def test_any_text_matches_reference(pair, text, strategy):
     ref, pipe, _ = pair
     kwargs = {"aggregation_strategy": strategy, "ignore_labels": []}
     assert_same(quiet(ref, text, **kwargs), quiet(pipe, text, **kwargs))
+
+
+def test_batch_size_gives_the_same_entities(pair):
+    _, pipe, _ = pair
+    texts = [*TEXTS[:4], "", long_text(1200)]
+    for kwargs in ({"ignore_labels": []}, {"aggregation_strategy": "first", "stride": 20}):
+        one_by_one = quiet(pipe, texts, **kwargs)
+        assert_same(one_by_one, quiet(pipe, texts, batch_size=4, **kwargs), tol=1e-5)
+    with pytest.raises(InvalidInputError):
+        pipe("text", batch_size=0)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import BundleError, InvalidInputError
 from ..text import TextTokenizer
+from ..text.batches import run_in_batches
 from .base import Pipeline
 from .text_classification import softmax
 
@@ -46,10 +47,16 @@ class FillMaskPipeline(Pipeline):
 
     Truncation: ``tokenizer_kwargs={"truncation": True, "max_length": N}`` as in transformers. Without
     tokenizer_kwargs an input longer than the model's maximum length is cut to it (transformers would
-    fail) unless that cuts off a mask token, which raises InvalidInputError.
+    fail) unless that cuts off a mask token, which raises InvalidInputError. batch_size: texts per
+    model call (results equal batch_size=1 within float noise).
     """
 
-    options_accepted: ClassVar[dict[str, Any]] = {"top_k": 5, "targets": None, "tokenizer_kwargs": None}
+    options_accepted: ClassVar[dict[str, Any]] = {
+        "top_k": 5,
+        "targets": None,
+        "tokenizer_kwargs": None,
+        "batch_size": 1,
+    }
 
     def setup(self) -> None:
         self.tokenizer = TextTokenizer.from_bundle(self.bundle)
@@ -72,11 +79,21 @@ class FillMaskPipeline(Pipeline):
         if target_ids is None and top_k > self.tokenizer.vocab_size:
             raise InvalidInputError(f"top_k={top_k} is larger than the vocabulary ({self.tokenizer.vocab_size} tokens)")
         tokenizer_kwargs = _tokenizer_kwargs(opts["tokenizer_kwargs"])
-        if isinstance(inputs, str):
-            return self._one(inputs, int(top_k), target_ids, tokenizer_kwargs)
-        if not isinstance(inputs, (list, tuple)):
+        batch_size = opts["batch_size"]
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        single = isinstance(inputs, str)
+        if not single and not isinstance(inputs, (list, tuple)):
             raise InvalidInputError(f"fill-mask takes a str or a list of str; got {type(inputs).__name__}")
-        results = [self._one(text, int(top_k), target_ids, tokenizer_kwargs) for text in inputs]
+        encodings = [self._encode(text, tokenizer_kwargs) for text in ([inputs] if single else inputs)]
+        logits = run_in_batches(
+            encodings,
+            lambda feeds: self.session().run(feeds, ["logits"]),
+            pad_token_id=self.tokenizer.pad_token_id,
+            padding_side=self.tokenizer.padding_side,
+            batch_size=batch_size,
+        )
+        results = [self._predict(enc, out["logits"], int(top_k), target_ids) for enc, out in zip(encodings, logits)]
         return results[0] if len(results) == 1 else results
 
     def target_ids(self, targets: Any) -> np.ndarray:
@@ -112,16 +129,10 @@ class FillMaskPipeline(Pipeline):
             raise InvalidInputError("At least one target must be provided when passed.")
         return np.array(unique)
 
-    def _one(
-        self, text: Any, top_k: int, target_ids: np.ndarray | None, tokenizer_kwargs: dict[str, Any] | None
-    ) -> list[Any]:
-        if not isinstance(text, str):
-            raise InvalidInputError(f"fill-mask takes str inputs; got {type(text).__name__}: {str(text)[:60]!r}")
-        input_ids, feeds = self._encode(text, tokenizer_kwargs)
+    def _predict(self, enc: Any, logits: np.ndarray, top_k: int, target_ids: np.ndarray | None) -> list[Any]:
+        """The top_k predictions for each mask token of one encoding, from its (seq, vocab) logits."""
+        input_ids = np.asarray(enc.ids, dtype=np.int64)
         positions = np.flatnonzero(input_ids == self.mask_token_id)
-        if positions.size == 0:
-            raise InvalidInputError(f"No mask_token ({self.mask_token}) found on the input: {text[:80]!r}")
-        logits = self.session().run(feeds)["logits"][0]
         probs = softmax(logits[positions].astype(np.float32))
         values, ids = top_predictions(probs, top_k, target_ids)
         single = positions.size == 1
@@ -142,7 +153,10 @@ class FillMaskPipeline(Pipeline):
             )
         return rows[0] if single else rows
 
-    def _encode(self, text: str, tokenizer_kwargs: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _encode(self, text: Any, tokenizer_kwargs: dict[str, Any] | None) -> Any:
+        """The encoding of one input (checked: a str, that fits the model, with at least one mask)."""
+        if not isinstance(text, str):
+            raise InvalidInputError(f"fill-mask takes str inputs; got {type(text).__name__}: {str(text)[:60]!r}")
         tok, limit = self.tokenizer, self.tokenizer.model_max_length
         if tokenizer_kwargs is not None:
             enc = tok.encode(text, **tokenizer_kwargs)
@@ -162,8 +176,9 @@ class FillMaskPipeline(Pipeline):
                         f"the input is longer than the model's maximum of {limit} tokens and {whole - kept} of its "
                         f"{whole} mask tokens lie past that; move the masks earlier or shorten the text"
                     )
-        feeds = tok.arrays([enc])
-        return feeds["input_ids"][0], feeds
+        if self.mask_token_id not in enc.ids:
+            raise InvalidInputError(f"No mask_token ({self.mask_token}) found on the input: {text[:80]!r}")
+        return enc
 
 
 def _tokenizer_kwargs(value: Any) -> dict[str, Any] | None:

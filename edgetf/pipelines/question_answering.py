@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..text import TextTokenizer, windows
 from ..text import spans as sp
+from ..text.batches import run_in_batches
 from .base import Pipeline
 
 _MISSING = object()
@@ -28,7 +29,8 @@ class QuestionAnsweringPipeline(Pipeline):
     maximum length, at most 384), doc_stride (min(max_seq_len // 2, 128)), max_question_len
     (accepted; like transformers' fast-tokenizer path it does not cut the question), handle_impossible_answer
     (False: also rank the empty answer, scored from the CLS token), align_to_words (True: widen answers
-    to whole words), padding ("do_not_pad", "longest"/True, "max_length").
+    to whole words), padding ("do_not_pad", "longest"/True, "max_length"), batch_size (windows per
+    model call; equal to batch_size=1 within float noise).
     """
 
     options_accepted: ClassVar[dict[str, Any]] = {
@@ -40,6 +42,7 @@ class QuestionAnsweringPipeline(Pipeline):
         "handle_impossible_answer": False,
         "align_to_words": True,
         "padding": "do_not_pad",
+        "batch_size": 1,
     }
 
     def setup(self) -> None:
@@ -64,7 +67,7 @@ class QuestionAnsweringPipeline(Pipeline):
 
     # -- options ---------------------------------------------------------------------------------
     def _checked(self, opts: dict[str, Any]) -> dict[str, Any]:
-        for name, low in (("top_k", 1), ("max_answer_len", 1), ("max_question_len", 1)):
+        for name, low in (("top_k", 1), ("max_answer_len", 1), ("max_question_len", 1), ("batch_size", 1)):
             _check_int(name, opts[name], low)
         max_seq_len = opts["max_seq_len"]
         if max_seq_len is None:
@@ -86,29 +89,32 @@ class QuestionAnsweringPipeline(Pipeline):
         impossible = bool(opts["handle_impossible_answer"])
         candidates = top_k * 2 + 10 if align else top_k  # aligning to words may merge candidates
         encodings = self._windows(question, context, opts["max_seq_len"], opts["doc_stride"])
-        length = self._padded_length(encodings, opts)
-        session = self.session()
+        logits = run_in_batches(
+            encodings,
+            lambda feeds: self.session().run(feeds, ["start_logits", "end_logits"]),
+            pad_token_id=self.tokenizer.pad_token_id,
+            padding_side=self.tokenizer.padding_side,
+            batch_size=opts["batch_size"],
+            min_length=self._padded_length(encodings, opts),
+        )
         answers: list[dict[str, Any]] = []
         null_score = sp.NULL_SCORE_START
-        for enc in encodings:
-            feeds, pads = self._feeds(enc, length)
-            out = session.run(feeds)
+        for enc, out in zip(encodings, logits):
             allowed = sp.answer_mask(
-                _shifted(enc.sequence_ids, pads, None, self.tokenizer.padding_side),
-                feeds["input_ids"][0],
-                feeds["attention_mask"][0],
+                enc.sequence_ids,
+                enc.ids,
+                enc.attention_mask,
                 cls_token_id=self._cls_id,
                 context_sequence=1 if self.question_first else None,
             )
-            start, end = sp.span_probabilities(out["start_logits"][0], out["end_logits"][0], allowed)
+            start, end = sp.span_probabilities(out["start_logits"], out["end_logits"], allowed)
             if impossible:
                 null_score = min(null_score, (start[0] * end[0]).item())
-            start[0] = end[0] = 0.0  # the CLS position is never an answer span
+            start[0] = end[0] = 0.0  # the first position (CLS) is never an answer span
             starts, ends, scores = sp.decode_spans(start, end, candidates, opts["max_answer_len"], allowed)
-            offset = pads if self.tokenizer.padding_side == "left" else 0
             for s, e, score in zip(starts, ends, scores):
                 char_start, char_end = sp.char_span(
-                    enc, s - offset, e - offset, sequence_index=1 if self.question_first else 0, align_to_words=align
+                    enc, s, e, sequence_index=1 if self.question_first else 0, align_to_words=align
                 )
                 sp.add_answer(answers, score.item(), char_start, char_end, context)
         return sp.rank_answers(answers, top_k, null_score if impossible else None)
@@ -140,20 +146,6 @@ class QuestionAnsweringPipeline(Pipeline):
         if opts["padding"] == "max":
             return opts["max_seq_len"]
         return None
-
-    def _feeds(self, enc: Any, length: int | None) -> tuple[dict[str, np.ndarray], int]:
-        feeds = self.tokenizer.arrays([enc])
-        pads = 0 if length is None else max(length - len(enc.ids), 0)
-        if pads:
-            left = self.tokenizer.padding_side == "left"
-            for name, value in list(feeds.items()):
-                fill = self.tokenizer.pad_token_id if name == "input_ids" else 0
-                feeds[name] = np.pad(value, ((0, 0), (pads, 0) if left else (0, pads)), constant_values=fill)
-        return feeds, pads
-
-
-def _shifted(sequence_ids: list[Any], pads: int, fill: Any, side: str) -> list[Any]:
-    return [fill] * pads + list(sequence_ids) if side == "left" else list(sequence_ids) + [fill] * pads
 
 
 def _examples(args: tuple[Any, ...], question: Any, context: Any) -> list[Any]:

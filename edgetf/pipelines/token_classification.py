@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..text import TextTokenizer, windows
 from ..text import entities as ents
+from ..text.batches import run_in_batches
 from .base import Pipeline
 from .text_classification import label_map, softmax
 
@@ -27,6 +28,7 @@ class TokenClassificationPipeline(Pipeline):
       is_split_into_words / delimiter: the input is a list of words (or a list of such lists), joined
         with ``delimiter`` (default " ") for ``start``/``end``.
       grouped_entities / ignore_subwords: deprecated spellings of aggregation_strategy.
+      batch_size: windows (of all inputs) per model call; results equal batch_size=1 within float noise.
     Scores are Python floats (transformers returns numpy float32 scalars of the same value).
     """
 
@@ -38,6 +40,7 @@ class TokenClassificationPipeline(Pipeline):
         "delimiter": None,
         "grouped_entities": None,
         "ignore_subwords": None,
+        "batch_size": 1,
     }
 
     def setup(self) -> None:
@@ -58,16 +61,20 @@ class TokenClassificationPipeline(Pipeline):
         if split and not isinstance(delimiter, str):
             raise InvalidInputError(f"delimiter must be a str, got {type(delimiter).__name__}")
 
+        batch_size = opts["batch_size"]
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+
         if isinstance(inputs, str) and not split:
-            return self._one(inputs, strategy, ignore, stride, None)
+            return self._run([inputs], strategy, ignore, stride, None, batch_size)[0]
         if not isinstance(inputs, (list, tuple)) or len(inputs) == 0:
             raise InvalidInputError(
                 "token-classification takes a str or a non-empty list of str "
                 f"(lists of words with is_split_into_words=True); got {_describe(inputs)}"
             )
         if split and not all(isinstance(item, list) for item in inputs):
-            return [self._one(list(inputs), strategy, ignore, stride, delimiter)]
-        return [self._one(item, strategy, ignore, stride, delimiter if split else None) for item in inputs]
+            return self._run([list(inputs)], strategy, ignore, stride, delimiter, batch_size)
+        return self._run(list(inputs), strategy, ignore, stride, delimiter if split else None, batch_size)
 
     # -- options ---------------------------------------------------------------------------------
     def _strategy(self, opts: dict[str, Any]) -> tuple[str, bool]:
@@ -111,10 +118,56 @@ class TokenClassificationPipeline(Pipeline):
             )
         return stride
 
-    # -- one input -------------------------------------------------------------------------------
-    def _one(
-        self, item: Any, strategy: str, ignore: list[str], stride: int | None, delimiter: str | None
-    ) -> list[dict[str, Any]]:
+    # -- inputs ----------------------------------------------------------------------------------
+    def _run(
+        self,
+        items: list[Any],
+        strategy: str,
+        ignore: list[str],
+        stride: int | None,
+        delimiter: str | None,
+        batch_size: int,
+    ) -> list[list[dict[str, Any]]]:
+        """Entities per input; the windows of all inputs go through the model in batches."""
+        prepared = [self._prepare(item, stride, delimiter) for item in items]
+        flat = [enc for _, encodings, _ in prepared for enc in encodings]
+        logits = run_in_batches(
+            flat,
+            lambda feeds: self.session().run(feeds, ["logits"]),
+            pad_token_id=self.tokenizer.pad_token_id,
+            padding_side=self.tokenizer.padding_side,
+            batch_size=batch_size,
+        )
+        word_aware = self.tokenizer.continuing_subword_prefix is not None
+        if not word_aware and strategy in ents.WORD_STRATEGIES:
+            warnings.warn("Tokenizer does not support real words, using fallback heuristic", UserWarning, stacklevel=3)
+        results, position = [], 0
+        for sentence, encodings, word_starts in prepared:
+            found: list[dict[str, Any]] = []
+            for enc in encodings:
+                scores = softmax(logits[position]["logits"].astype(np.float32))
+                position += 1
+                records = ents.gather_tokens(
+                    sentence,
+                    [self.tokenizer.id_to_token(i) for i in enc.ids],
+                    enc.ids,
+                    scores,
+                    enc.offsets,
+                    enc.special_tokens_mask,
+                    unk_token_id=self._unk_id,
+                    word_aware=word_aware,
+                    word_ids=enc.word_ids if word_starts is not None else None,
+                    word_starts=word_starts,
+                )
+                grouped = ents.aggregate(records, strategy, self.id2label, self.tokenizer.convert_tokens_to_string)
+                found.extend(ents.drop_labels(grouped, ignore))
+            if len(encodings) > 1:
+                found = ents.merge_overlapping(found)
+            results.append(ents.to_python(found))
+        return results
+
+    def _prepare(self, item: Any, stride: int | None, delimiter: str | None) -> tuple[str, list[Any], Any]:
+        """(text, its windows, first character of each word for pre-tokenized input else None)."""
         word_starts = None
         if delimiter is not None:  # pre-tokenized: a list of words
             if not isinstance(item, list) or not all(isinstance(w, str) for w in item):
@@ -126,38 +179,13 @@ class TokenClassificationPipeline(Pipeline):
             for word in item:
                 word_starts.append(position)
                 position += len(word) + len(delimiter)
-        elif isinstance(item, str):
-            sentence = item
-        else:
+            return sentence, self._encode(item, stride, True), word_starts
+        if not isinstance(item, str):
             raise InvalidInputError(
                 "token-classification takes str inputs (or lists of words with is_split_into_words=True); "
                 f"got {_describe(item)}"
             )
-        encodings = self._encode(item if delimiter is not None else sentence, stride, delimiter is not None)
-        word_aware = self.tokenizer.continuing_subword_prefix is not None
-        if not word_aware and strategy in ents.WORD_STRATEGIES:
-            warnings.warn("Tokenizer does not support real words, using fallback heuristic", UserWarning, stacklevel=3)
-        session = self.session()
-        found: list[dict[str, Any]] = []
-        for enc in encodings:
-            logits = session.run(self.tokenizer.arrays([enc]))["logits"][0].astype(np.float32)
-            records = ents.gather_tokens(
-                sentence,
-                [self.tokenizer.id_to_token(i) for i in enc.ids],
-                enc.ids,
-                softmax(logits),
-                enc.offsets,
-                enc.special_tokens_mask,
-                unk_token_id=self._unk_id,
-                word_aware=word_aware,
-                word_ids=enc.word_ids if word_starts is not None else None,
-                word_starts=word_starts,
-            )
-            grouped = ents.aggregate(records, strategy, self.id2label, self.tokenizer.convert_tokens_to_string)
-            found.extend(ents.drop_labels(grouped, ignore))
-        if len(encodings) > 1:
-            found = ents.merge_overlapping(found)
-        return ents.to_python(found)
+        return item, self._encode(item, stride, False), None
 
     def _encode(self, text: Any, stride: int | None, pretokenized: bool) -> list[Any]:
         """The windows the model sees: the first max-length window, or all of them with ``stride``."""
