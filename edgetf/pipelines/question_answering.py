@@ -28,8 +28,8 @@ class QuestionAnsweringPipeline(Pipeline):
     Options (as transformers): top_k (1), max_answer_len (15 tokens), max_seq_len (the model's
     maximum length, at most 384), doc_stride (min(max_seq_len // 2, 128)), max_question_len
     (accepted; like transformers' fast-tokenizer path it does not cut the question), handle_impossible_answer
-    (False: also rank the empty answer, scored from the CLS token), align_to_words (True: widen answers
-    to whole words), padding ("do_not_pad", "longest"/True, "max_length"), batch_size (windows per
+    (False; True also ranks the empty answer, scored from the first token), align_to_words (True: widen
+    answers to whole words), padding ("do_not_pad", "longest"/True, "max_length"), batch_size (windows per
     model call; equal to batch_size=1 within float noise).
     """
 
