@@ -220,7 +220,7 @@ def check_fill_mask(ctx: CheckContext) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     mask = AutoTokenizer.from_pretrained(str(ctx.checkpoint)).mask_token
-    items = masked_inputs(ctx.inputs, mask, positions=(0.2, 0.5, 0.8))
+    items = masked_inputs(ctx.inputs, mask, positions=(0.1, 0.3, 0.5, 0.7, 0.9))
     kwargs = {"top_k": 5, "tokenizer_kwargs": {"truncation": True}}
 
     def run_reference() -> list[Any]:
