@@ -20,6 +20,7 @@ CONFIG_FILES = (
     "special_tokens_map.json",
     "preprocessor_config.json",
     "added_tokens.json",
+    "vocab.json",  # character vocabularies of tokenizers without a tokenizer.json (Wav2Vec2-CTC)
 )
 
 

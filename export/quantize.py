@@ -225,6 +225,106 @@ def untie_transposed_weights(src: Path, dst: Path) -> int:
     return len(created)
 
 
+def convs_to_matmuls(src: Path, dst: Path, min_channels: int = 64) -> int:
+    """Rewrite each plain 1-D Conv (constant weight, group 1, no padding or dilation, at least
+    ``min_channels`` input channels) as one MatMul per kernel tap over a strided slice of the input.
+
+    Dynamic quantization turns Conv into ConvInteger, which onnxruntime runs slower than the float Conv;
+    the MatMuls quantize to its fast int8 GEMMs instead. Wav2Vec2's feature encoder (six 512-channel
+    convs) is about a third of the model's time in float. The float result is unchanged (up to summation
+    order). Returns how many convs were rewritten.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    nodes, extra = [], []
+
+    def const(name: str, value: Any) -> str:
+        extra.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    rewritten = 0
+    for node in graph.node:
+        weight = initializers.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        plain = (
+            weight is not None
+            and len(weight.dims) == 3
+            and weight.dims[1] >= min_channels
+            and attrs.get("group", 1) == 1
+            and not any(attrs.get("pads", [0, 0]))
+            and all(d == 1 for d in attrs.get("dilations", [1]))
+            and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+        )
+        if not plain:
+            nodes.append(node)
+            continue
+        w = numpy_helper.to_array(weight)
+        taps, stride = w.shape[2], int(attrs.get("strides", [1])[0])
+        p = f"{node.name or node.output[0]}/as_matmul"
+        step = const(p + "/stride", np.array([stride], np.int64))
+        axis = const(p + "/axis", np.array([1], np.int64))
+        new = [
+            helper.make_node("Transpose", [node.input[0]], [p + "/x"], perm=[0, 2, 1], name=p + "/Transpose"),
+            helper.make_node("Shape", [node.input[0]], [p + "/shape"], name=p + "/Shape"),
+            helper.make_node(
+                "Gather", [p + "/shape", const(p + "/two", np.array([2], np.int64))], [p + "/t"], axis=0, name=p + "/T"
+            ),
+            # span of input positions one tap covers: ((T - k) // s) * s + 1
+            helper.make_node(
+                "Sub", [p + "/t", const(p + "/k", np.array([taps], np.int64))], [p + "/tk"], name=p + "/Sub"
+            ),
+            helper.make_node("Div", [p + "/tk", step], [p + "/q"], name=p + "/Div"),
+            helper.make_node("Mul", [p + "/q", step], [p + "/qs"], name=p + "/Mul"),
+            helper.make_node(
+                "Add", [p + "/qs", const(p + "/one", np.array([1], np.int64))], [p + "/span"], name=p + "/Span"
+            ),
+        ]
+        total = ""
+        for j in range(taps):
+            start = const(f"{p}/start{j}", np.array([j], np.int64))
+            tap_w = const(f"{p}/weight{j}", np.ascontiguousarray(w[:, :, j].T))
+            new += [
+                helper.make_node("Add", [p + "/span", start], [f"{p}/end{j}"], name=f"{p}/End{j}"),
+                helper.make_node(
+                    "Slice", [p + "/x", start, f"{p}/end{j}", axis, step], [f"{p}/tap{j}"], name=f"{p}/Slice{j}"
+                ),
+                helper.make_node("MatMul", [f"{p}/tap{j}", tap_w], [f"{p}/mm{j}"], name=f"{p}/MatMul{j}"),
+            ]
+            if total:
+                new.append(helper.make_node("Add", [total, f"{p}/mm{j}"], [f"{p}/sum{j}"], name=f"{p}/Sum{j}"))
+                total = f"{p}/sum{j}"
+            else:
+                total = f"{p}/mm{j}"
+        if len(node.input) > 2 and node.input[2]:
+            new.append(helper.make_node("Add", [total, node.input[2]], [p + "/biased"], name=p + "/Bias"))
+            total = p + "/biased"
+        new.append(helper.make_node("Transpose", [total], [node.output[0]], perm=[0, 2, 1], name=p + "/TransposeOut"))
+        nodes.extend(new)
+        rewritten += 1
+    used: set[str] = {o.name for o in graph.output}
+
+    def collect(items: Any) -> None:
+        for n in items:
+            used.update(n.input)
+            for attr in n.attribute:
+                if attr.g is not None and attr.g.node:
+                    collect(attr.g.node)
+
+    collect(nodes)
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + extra)
+    onnx.save(model, str(dst))
+    return rewritten
+
+
 def make_dtype(
     src: Path,
     dst: Path,
@@ -252,6 +352,21 @@ def make_dtype(
                 default_ops=default_ops,
             )
         return {**recipe, "untied_transposed_weights": folded}
+    if quant.get("conv_as_matmul") and dtype in ("q8", "int8", "uint8"):
+        with tempfile.TemporaryDirectory(prefix="edgetf-conv-") as tmp:
+            rewritten_src = Path(tmp) / src.name
+            option = quant["conv_as_matmul"]
+            count = convs_to_matmuls(src, rewritten_src, 64 if option is True else int(option))
+            recipe = make_dtype(
+                rewritten_src,
+                dst,
+                dtype,
+                target=target,
+                level=level,
+                quant={k: v for k, v in quant.items() if k != "conv_as_matmul"},
+                default_ops=default_ops,
+            )
+        return {**recipe, "convs_as_matmuls": count}
     if dtype == "fp32":
         if src != dst:
             shutil.copy2(src, dst)

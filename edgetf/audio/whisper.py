@@ -1,0 +1,338 @@
+"""Whisper decoding on top of :mod:`edgetf.generation`: prompt tokens, language detection, timestamp
+rules, and the seek loop of transformers' ``WhisperForConditionalGeneration.generate``.
+
+``generate`` in transformers 4.57 always runs Whisper as a loop over 30-second windows ("seek"):
+
+1. the prompt is ``<|startoftranscript|>`` + language + task (+ ``<|notimestamps|>`` without timestamps),
+   from ``language``/``task`` options, else the generation config's ``forced_decoder_ids``; a
+   multilingual model with no language given detects it from the first window (the language token
+   with the highest logit after ``<|startoftranscript|>``);
+2. each window is encoded and decoded with the generation config, plus Whisper's logits processors:
+   ``begin_suppress_tokens`` at the first position, ``suppress_tokens`` everywhere, and with timestamps
+   the timestamp rules (:class:`TimestampRules`);
+3. the generated ids are cut into segments at consecutive timestamp pairs; when the last segment is
+   unfinished the next window starts at its last timestamp, otherwise at the end of this window.
+
+Short audio (one window) without timestamps is one pass. Long audio (more than 3000 feature frames,
+i.e. > 30 s without ``chunk_length_s``) runs the loop over the whole spectrogram.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import BundleError, InvalidInputError
+from ..generation import GenerationConfig, Seq2SeqDecoder, generate
+from ..generation.logits import NEG_INF, SuppressTokens, SuppressTokensAtBegin, log_softmax
+from ..session import Session
+from ..text.whisper_languages import LANGUAGES, TASKS, TO_LANGUAGE_CODE
+
+
+class TimestampRules:
+    """transformers' ``WhisperTimeStampLogitsProcessor``.
+
+    <|notimestamps|> is never generated; timestamps come in pairs (after a single timestamp only
+    another timestamp or EOS may follow, after a pair only text); timestamps never decrease; the first
+    generated token is a timestamp no later than ``max_initial_timestamp_index``; and when the total
+    probability of the timestamps beats every single text token, a timestamp is forced.
+    """
+
+    def __init__(self, no_timestamps_id: int, eos_id: int, begin_index: int, max_initial_index: int | None):
+        self.no_timestamps_id = int(no_timestamps_id)
+        self.timestamp_begin = self.no_timestamps_id + 1
+        self.eos_id = int(eos_id)
+        self.begin_index = int(begin_index)
+        self.max_initial_index = max_initial_index
+
+    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        tb = self.timestamp_begin
+        out = scores.copy()
+        out[:, self.no_timestamps_id] = NEG_INF
+        for k in range(input_ids.shape[0]):
+            sampled = input_ids[k, self.begin_index :]
+            last_ts = sampled.shape[0] >= 1 and sampled[-1] >= tb
+            penultimate_ts = sampled.shape[0] < 2 or sampled[-2] >= tb
+            if last_ts:
+                if penultimate_ts:
+                    out[k, tb:] = NEG_INF
+                else:
+                    out[k, : self.eos_id] = NEG_INF
+            stamps = sampled[sampled >= tb]
+            if stamps.shape[0] > 0:
+                floor = stamps[-1] if (last_ts and not penultimate_ts) else stamps[-1] + 1
+                out[k, tb:floor] = NEG_INF
+        if input_ids.shape[1] == self.begin_index:
+            out[:, :tb] = NEG_INF
+            if self.max_initial_index is not None:
+                out[:, tb + self.max_initial_index + 1 :] = NEG_INF
+        logprobs = log_softmax(out)
+        for k in range(input_ids.shape[0]):
+            with np.errstate(divide="ignore"):
+                ts_mass = _logsumexp(logprobs[k, tb:])
+            if ts_mass > logprobs[k, :tb].max():
+                out[k, :tb] = NEG_INF
+        return out
+
+
+def _logsumexp(x: np.ndarray) -> np.float32:
+    peak = x.max()
+    if not np.isfinite(peak):
+        return np.float32(peak)
+    return np.float32(peak + np.log(np.sum(np.exp(x - peak))))
+
+
+@dataclass(frozen=True)
+class WhisperSettings:
+    """The Whisper fields of generation_config.json (kept in GenerationConfig.extra)."""
+
+    no_timestamps_id: int | None
+    lang_to_id: dict[str, int] | None
+    task_to_id: dict[str, int] | None
+    is_multilingual: bool | None
+    forced_decoder_ids: list[list[Any]] | None
+    max_initial_timestamp_index: int | None
+    return_timestamps: bool
+    language: str | None
+    task: str | None
+
+    @classmethod
+    def from_extra(cls, extra: Mapping[str, Any]) -> WhisperSettings:
+        if extra.get("condition_on_prev_tokens"):
+            raise BundleError("generation_config.json sets condition_on_prev_tokens, which edgetf does not support")
+        return cls(
+            no_timestamps_id=extra.get("no_timestamps_token_id"),
+            lang_to_id=extra.get("lang_to_id"),
+            task_to_id=extra.get("task_to_id"),
+            is_multilingual=extra.get("is_multilingual"),
+            forced_decoder_ids=extra.get("forced_decoder_ids"),
+            max_initial_timestamp_index=extra.get("max_initial_timestamp_index"),
+            return_timestamps=bool(extra.get("return_timestamps", False)),
+            language=extra.get("language"),
+            task=extra.get("task"),
+        )
+
+
+def language_id(language: str, lang_to_id: Mapping[str, int]) -> int:
+    """Id of a language given as a token (<|fr|>), a code (fr) or a name (french)."""
+    if not isinstance(language, str):
+        raise InvalidInputError(f"language must be a str such as 'en', 'english' or '<|en|>', got {language!r}")
+    lowered = language.lower()
+    if lowered in lang_to_id:
+        token = lowered
+    elif lowered in TO_LANGUAGE_CODE:
+        token = f"<|{TO_LANGUAGE_CODE[lowered]}|>"
+    elif lowered in LANGUAGES:
+        token = f"<|{lowered}|>"
+    else:
+        accepted = list(LANGUAGES) if len(lowered) == 2 else list(TO_LANGUAGE_CODE)
+        raise InvalidInputError(f"unsupported language {language!r}; use one of {accepted}")
+    if token not in lang_to_id:
+        raise InvalidInputError(f"{token} is not a language of this model (generation_config.json lang_to_id)")
+    return int(lang_to_id[token])
+
+
+def prompt_tokens(
+    settings: WhisperSettings,
+    start_id: int,
+    *,
+    language: str | None,
+    task: str | None,
+    return_timestamps: bool,
+    detect: Callable[[], int],
+) -> list[int]:
+    """The decoder prompt (transformers' ``_retrieve_init_tokens``) for one input."""
+    if settings.is_multilingual is False and (task is not None or language is not None):
+        raise InvalidInputError("cannot set task or language for an English-only Whisper model")
+    if language is not None and settings.lang_to_id is None:
+        raise InvalidInputError("this model's generation_config.json has no lang_to_id: language cannot be set")
+    if task is not None and settings.task_to_id is None:
+        raise InvalidInputError("this model's generation_config.json has no task_to_id: task cannot be set")
+    tokens: list[Any] = [start_id]
+    if task is None and language is None and settings.forced_decoder_ids:
+        forced = [list(pair) for pair in settings.forced_decoder_ids]
+        if forced[0][0] == 1:
+            position = 1
+            while forced and forced[0][0] == position:
+                tokens.append(forced.pop(0)[1])
+                position += 1
+            if forced:
+                raise BundleError(f"forced_decoder_ids {settings.forced_decoder_ids} do not follow Whisper's prompt")
+    language_undefined = len(tokens) <= 1 or tokens[1] is None
+    lang: int | None = None
+    if language is not None:
+        lang = language_id(language, settings.lang_to_id or {})
+    elif settings.lang_to_id is not None and language_undefined:
+        lang = detect()
+    if lang is not None:
+        if len(tokens) > 1:
+            tokens[1] = lang
+        else:
+            tokens.append(lang)
+    task_ids = settings.task_to_id or {}
+    if task is not None:
+        if task not in TASKS:
+            raise InvalidInputError(f"task {task!r} is not supported; use one of {list(TASKS)}")
+        tokens.append(task_ids[task])
+    elif language is not None and task_ids and not any(t in tokens for t in task_ids.values()):
+        tokens.append(task_ids["transcribe"])
+    no_ts = settings.no_timestamps_id
+    if not return_timestamps and no_ts is not None and tokens[-1] != no_ts:
+        tokens.append(no_ts)
+    elif return_timestamps and tokens[-1] == no_ts:
+        tokens = tokens[:-1]
+    return [int(t) for t in tokens if t is not None]
+
+
+def split_segments(
+    seq: np.ndarray, timestamp_begin: int, window_frames: int, input_stride: int
+) -> tuple[list[np.ndarray], int]:
+    """(segments, frames to advance) for one window's generated ids (transformers' ``_retrieve_segment``)."""
+    is_ts = seq >= timestamp_begin
+    single_ending = is_ts[-2:].tolist() == [False, True]
+    cuts = (np.nonzero(is_ts[:-1] & is_ts[1:])[0] + 1).tolist()
+    if not cuts:
+        return [seq], window_frames
+    if single_ending:
+        cuts.append(len(seq))
+    else:
+        cuts[-1] += 1
+    segments, last = [], 0
+    for cut in cuts:
+        segments.append(seq[last:cut])
+        last = cut
+    if single_ending:
+        return segments, window_frames
+    return segments, int(seq[last - 2] - timestamp_begin) * input_stride
+
+
+class SharedEncoderDecoder(Seq2SeqDecoder):
+    """A merged decoder whose beam reorders skip the encoder side.
+
+    Beam search only moves cache rows within one input's beams, and every beam of an input holds the same
+    cross-attention cache and encoder states; so when a reorder keeps each row within its input, only the
+    decoder self-attention cache is gathered. (For Whisper-base with 5 beams the cross-attention cache is
+    ~90 MB: gathering it every step took about a third of the decoding time.)
+    """
+
+    def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> np.ndarray:
+        logits = super().prefill(input_ids, attention_mask)
+        self._source = np.arange(input_ids.shape[0])
+        return logits
+
+    def select(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        source = self._source[rows]
+        if not np.array_equal(source, self._source):
+            super().select(rows)  # expansion to beams (or a reorder across inputs): everything moves
+            self._source = source
+            return
+        for name in self.decoder_past:
+            value = self.cache[name]
+            array = value if isinstance(value, np.ndarray) else value.numpy()
+            self.cache[name] = array[rows]
+
+
+class WhisperModel:
+    """Encoder + merged decoder sessions of a Whisper bundle and the seek loop over a spectrogram."""
+
+    def __init__(self, encoder: Session, decoder: Session, config: Mapping[str, Any]):
+        self.encoder = encoder
+        self.decoder = decoder
+        self.config = dict(config)
+        self.max_source_positions = int(self.config.get("max_source_positions", 1500))
+        self.max_target_positions = int(self.config.get("max_target_positions", 448))
+        self.input_stride = 2  # the encoder's two convolutions: stride 1 then 2
+        self.window_frames = self.input_stride * self.max_source_positions
+
+    def encode(self, features: np.ndarray) -> np.ndarray:
+        """(batch, mels, 3000) -> encoder hidden states."""
+        return self.encoder.run({"input_features": features.astype(np.float32, copy=False)})["last_hidden_state"]
+
+    def detect_language(self, hidden: np.ndarray, start_id: int, lang_ids: list[int]) -> np.ndarray:
+        """The language token with the highest logit after <|startoftranscript|>, per row."""
+        step = Seq2SeqDecoder(self.decoder, hidden, None, self.config)
+        logits = step.prefill(np.full((hidden.shape[0], 1), start_id, dtype=np.int64))
+        ids = np.asarray(lang_ids)
+        return ids[np.argmax(logits[:, ids], axis=-1)]
+
+    def window(self, features: np.ndarray, seek: int, frames: int) -> np.ndarray:
+        piece = features[:, seek : seek + frames]
+        if piece.shape[1] < self.window_frames:
+            piece = np.pad(piece, ((0, 0), (0, self.window_frames - piece.shape[1])))
+        return piece
+
+    def transcribe(
+        self,
+        features: np.ndarray,
+        prompt: list[int],
+        gen: GenerationConfig,
+        *,
+        settings: WhisperSettings,
+        return_timestamps: bool,
+        first_hidden: np.ndarray | None = None,
+        max_length_given: bool = False,
+    ) -> np.ndarray:
+        """Generated ids of one spectrogram (mels, frames), prompt and EOS removed, windows concatenated."""
+        gen = gen.copy()
+        begin_suppress, suppress = gen.begin_suppress_tokens, gen.suppress_tokens
+        gen.begin_suppress_tokens = gen.suppress_tokens = None  # applied below, in Whisper's order
+        max_new = gen.max_new_tokens or 0
+        if max_new + len(prompt) > self.max_target_positions:
+            raise InvalidInputError(
+                f"the prompt is {len(prompt)} tokens and max_new_tokens is {max_new}: together more than the "
+                f"model's {self.max_target_positions} decoder positions; lower max_new_tokens"
+            )
+        processors: list[Any] = []
+        if begin_suppress is not None:
+            processors.append(SuppressTokensAtBegin(begin_suppress, len(prompt)))
+        if suppress is not None:
+            processors.append(SuppressTokens(suppress))
+        if return_timestamps:
+            if settings.no_timestamps_id is None:
+                raise InvalidInputError(
+                    "return_timestamps needs no_timestamps_token_id in the bundle's generation_config.json"
+                )
+            eos = gen.eos_ids[0] if gen.eos_ids else gen.bos_token_id
+            processors.append(
+                TimestampRules(settings.no_timestamps_id, eos, len(prompt), settings.max_initial_timestamp_index)
+            )
+        timestamp_begin = (
+            settings.no_timestamps_id + 1
+            if settings.no_timestamps_id is not None
+            else int(self.config["vocab_size"]) + 1
+        )
+        pad, eos_ids = gen.pad_id, gen.eos_ids
+        total = features.shape[1]
+        seek, pieces = 0, []
+        start = np.asarray([prompt], dtype=np.int64)
+        while seek < total:
+            frames = min(total - seek, self.window_frames)
+            if seek == 0 and first_hidden is not None:
+                hidden = first_hidden
+            else:
+                hidden = self.encode(self.window(features, seek, frames)[None])
+            decoder = SharedEncoderDecoder(self.decoder, hidden, None, self.config)
+            out = generate(
+                decoder,
+                start,
+                gen,
+                max_length_given=max_length_given,
+                max_positions=self.max_target_positions,
+                logits_processors=processors,
+            )
+            seq = out.sequences[0, len(prompt) :]
+            if seq.shape[0] and pad is not None and seq[-1] == pad:
+                n_pad = int(np.sum(seq == pad)) - (1 if pad in eos_ids else 0)
+                if n_pad:
+                    seq = seq[:-n_pad]
+            if seq.shape[0] and eos_ids and seq[-1] == eos_ids[0]:
+                seq = seq[:-1]
+            segments, advance = split_segments(seq, timestamp_begin, frames, self.input_stride)
+            pieces.extend(segments)
+            # an unfinished segment ending at <|0.00|> would not advance (transformers then loops forever)
+            seek += advance if advance > 0 else frames
+        return np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)

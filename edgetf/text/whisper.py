@@ -1,0 +1,226 @@
+"""Whisper token ids -> text and timestamped chunks, as transformers' ``WhisperTokenizer._decode_asr``.
+
+The ASR pipeline hands each chunk's generated ids (and, in chunked mode, its stride in seconds) to
+:meth:`WhisperText.decode_asr`, which walks a small state machine over them:
+
+* language tokens set the current chunk's language; other special tokens are skipped;
+* timestamp tokens open and close segments (``return_timestamps=True``); timestamps that go
+  backwards mark a new 30-second window of long-form generation and shift later times;
+* in chunked mode, timestamps inside a chunk's strides are not split on, and the text of
+  overlapping chunks is merged by the longest common token run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import BundleError
+from .tokenizer import TextTokenizer
+from .whisper_languages import LANGUAGES
+
+_TIMESTAMP_TEXT = re.compile(r"<\|(\d+\.\d+)\|>")
+
+
+@dataclass
+class ChunkOutput:
+    """One chunk's generated ids (prompt removed) and its (length, left, right) stride in seconds."""
+
+    tokens: Sequence[int]
+    stride: tuple[float, float, float] | None = None
+
+
+@dataclass
+class _Segment:
+    language: str | None
+    start: float | None = None
+    end: float | None = None
+    text: str = ""
+    done: bool = field(default=False, repr=False)
+
+
+class WhisperText:
+    """Whisper's special-token roles and text assembly over a :class:`TextTokenizer`."""
+
+    def __init__(self, tokenizer: TextTokenizer):
+        self.tokenizer = tokenizer
+
+        def need(token: str) -> int:
+            found = tokenizer.token_to_id(token)
+            if found is None:
+                raise BundleError(f"the Whisper tokenizer has no {token} token")
+            return found
+
+        self.no_timestamps_id = need("<|notimestamps|>")
+        self.timestamp_begin = self.no_timestamps_id + 1
+        self.start_of_transcript_id = need("<|startoftranscript|>")
+        self.start_of_prev_id = tokenizer.token_to_id("<|startofprev|>")
+        self.special_ids = set(tokenizer.all_special_ids)
+
+    # -- decoding ------------------------------------------------------------------------------------
+    def decode(self, ids: Sequence[int]) -> str:
+        """WhisperTokenizerFast.decode(ids): text with timestamp markup removed."""
+        return _TIMESTAMP_TEXT.sub("", self.tokenizer.decode([int(i) for i in ids]))
+
+    def strip_prompt(self, ids: list[int]) -> list[int]:
+        """Drop a <|startofprev|> prompt: keep from <|startoftranscript|> on (nothing if it is missing)."""
+        if ids and ids[0] == self.start_of_prev_id:
+            return ids[ids.index(self.start_of_transcript_id) :] if self.start_of_transcript_id in ids else []
+        return ids
+
+    def language_of(self, token: int) -> str | None:
+        """The language name of a language token id, else None."""
+        text = self.tokenizer.decode([int(token)])
+        return LANGUAGES.get(text[2:-2])
+
+    def decode_asr(
+        self,
+        outputs: Sequence[ChunkOutput],
+        *,
+        return_timestamps: bool,
+        return_language: bool,
+        time_precision: float,
+        segment_size: int = 1500,
+    ) -> tuple[str, dict[str, Any]]:
+        """(full text, {"chunks": [...]} or {}) for the chunk outputs of one input."""
+        state = _State(self, return_timestamps, time_precision, segment_size)
+        for output in outputs:
+            state.consume(output)
+        return state.finish(return_timestamps, return_language)
+
+
+class _State:
+    """The state machine of ``_decode_asr`` (segment timestamps only; word timestamps are not supported)."""
+
+    def __init__(self, text: WhisperText, return_timestamps: bool, time_precision: float, segment_size: int):
+        self.text = text
+        self.return_timestamps = return_timestamps
+        self.time_precision = time_precision
+        self.segment_size = segment_size
+        self.last_language: str | None = None
+        self.chunks: list[_Segment] = []
+        self.chunk = self.new_chunk()
+        self.time_offset = 0.0
+        self.previous_tokens: list[list[int]] = []
+        self.skip = False
+
+    def new_chunk(self) -> _Segment:
+        return _Segment(self.last_language)
+
+    def close(self, resolved: list[int]) -> None:
+        self.chunk.text = self.text.decode(resolved)
+        self.chunks.append(self.chunk)
+
+    def consume(self, output: ChunkOutput) -> None:
+        tb = self.text.timestamp_begin
+        precision = self.time_precision
+        token_ids = self.text.strip_prompt([int(t) for t in output.tokens])
+        last_timestamp: int | None = None
+        first_timestamp: float = tb
+        cur_max, prev_segments_len, penultimate = 0.0, 0.0, 0.0
+        chunk_len = stride_right = 0.0
+        if output.stride is not None:
+            chunk_len, stride_left, stride_right = output.stride
+            self.time_offset -= stride_left
+            right_stride_start = chunk_len - stride_right
+            if stride_left:
+                first_timestamp = stride_left / precision + tb
+            if stride_right:
+                for token in reversed(token_ids):
+                    if token >= tb:
+                        if last_timestamp is not None and (token - tb) * precision < right_stride_start:
+                            break
+                        last_timestamp = token
+        current: list[int] = []
+        for i, token in enumerate(token_ids):
+            if token in self.text.special_ids:
+                language = self.text.language_of(token)
+                if language is not None:
+                    if self.last_language and language != self.last_language and not self.return_timestamps:
+                        self.previous_tokens.append(current)
+                        self.close(longest_common_sequence(self.previous_tokens))
+                        self.previous_tokens, current = [], []
+                        self.chunk = self.new_chunk()
+                    self.chunk.language = language
+                    self.last_language = language
+            elif token >= tb:
+                timestamp = float((token - tb) * precision)
+                if timestamp < cur_max:  # a new window of long-form generation started
+                    single_ending = i >= 2 and not (token_ids[i - 1] >= tb and token_ids[i - 2] >= tb)
+                    if single_ending:
+                        prev_segments_len += precision * self.segment_size
+                    else:
+                        cur_max = penultimate
+                        prev_segments_len += penultimate
+                penultimate, cur_max = cur_max, timestamp
+                time = round((token - tb) * precision + self.time_offset + prev_segments_len, 2)
+                if last_timestamp and token >= last_timestamp:
+                    self.skip = True  # inside the right stride: resolved by the next chunk
+                elif self.skip or (self.previous_tokens and token < first_timestamp):
+                    self.skip = False
+                elif self.chunk.start is None:
+                    self.chunk.start = time
+                elif time != self.chunk.start:  # equal: a duplicated start token, not an end
+                    self.chunk.end = time
+                    self.previous_tokens.append(current)
+                    self.close(longest_common_sequence(self.previous_tokens))
+                    self.previous_tokens, current = [], []
+                    self.chunk = self.new_chunk()
+            else:
+                current.append(token)
+        if output.stride is not None:
+            self.time_offset += chunk_len - stride_right
+        if current:
+            self.previous_tokens.append(current)
+        elif not any(p for p in self.previous_tokens):
+            self.chunk = self.new_chunk()
+            self.previous_tokens = []
+
+    def finish(self, return_timestamps: bool, return_language: bool) -> tuple[str, dict[str, Any]]:
+        if self.previous_tokens:
+            self.close(longest_common_sequence(self.previous_tokens))
+        full_text = "".join(c.text for c in self.chunks)
+        if not (return_timestamps or return_language):
+            return full_text, {}
+        chunks = []
+        for c in self.chunks:
+            item: dict[str, Any] = {}
+            if return_language:
+                item["language"] = c.language
+            if return_timestamps:
+                item["timestamp"] = (c.start, c.end)
+            item["text"] = c.text
+            chunks.append(item)
+        return full_text, {"chunks": chunks}
+
+
+def longest_common_sequence(sequences: Sequence[Sequence[int]]) -> list[int]:
+    """Join overlapping token runs: each next run is slid over the joined tail and merged at the best
+    overlap (matches / overlap length + length / 10000, at least two matches), splitting the overlap in
+    the middle, as transformers' Whisper ``_find_longest_common_sequence``."""
+    left = list(sequences[0])
+    total: list[int] = []
+    for right_seq in sequences[1:]:
+        right = list(right_seq)
+        left_len, right_len = len(left), len(right)
+        best = 0.0
+        best_idx = (left_len, left_len, 0, 0)
+        left_arr, right_arr = np.asarray(left), np.asarray(right)
+        for i in range(1, left_len + right_len):
+            eps = i / 10000.0
+            l_start, l_stop = max(0, left_len - i), min(left_len, left_len + right_len - i)
+            r_start, r_stop = max(0, i - left_len), min(right_len, i)
+            matches = int(np.sum(left_arr[l_start:l_stop] == right_arr[r_start:r_stop]))
+            score = matches / i + eps
+            if matches > 1 and score > best:
+                best = score
+                best_idx = (l_start, l_stop, r_start, r_stop)
+        l_start, l_stop, r_start, r_stop = best_idx
+        total.extend(left[: (l_stop + l_start) // 2])
+        left = right[(r_stop + r_start) // 2 :]
+    total.extend(left)
+    return total

@@ -1,0 +1,418 @@
+"""Export knowledge for speech: Whisper and Wav2Vec2-CTC speech recognition, Wav2Vec2 audio classification.
+
+Tiny recipes need more than the generic builder: Whisper needs a byte-level BPE tokenizer that still
+holds every Whisper special token (<|startoftranscript|>, the language tokens, <|transcribe|>,
+<|translate|>, <|notimestamps|>, <|0.00|> .. <|30.00|>), a feature extractor and a generation config
+with the Whisper fields (lang_to_id, task_to_id, no_timestamps_token_id, suppress_tokens ...);
+Wav2Vec2-CTC needs a character vocabulary. Parity checks make their own test signals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..catalog import Entry
+from . import CheckContext, TaskExport, register
+from .common import edgetf_pipeline, reference, transformers_pipeline, verdict
+
+# Character vocabulary of facebook/wav2vec2-base-960h (CTC blank = <pad>, word delimiter = |).
+CTC_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"]
+SAMPLING_RATE = 16000
+
+
+# ------------------------------------------------------------------------------------------ signals
+def parity_signals(seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic 16 kHz test signals: silence, a tone, noise, a speech-like chirp train, short and long."""
+    rng = np.random.default_rng(seed)
+    sr = SAMPLING_RATE
+
+    def t(seconds: float) -> np.ndarray:
+        return np.arange(int(seconds * sr)) / sr
+
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t(2.0))
+    noise = rng.normal(0, 0.1, int(1.5 * sr))
+    return {
+        "silence": np.zeros(sr, np.float32),
+        "tone": tone.astype(np.float32),
+        "noise": noise.astype(np.float32),
+        "speechlike": speech_like(3.0, sr, seed).astype(np.float32),
+        "short": speech_like(0.3, sr, seed + 1).astype(np.float32),
+    }
+
+
+def speech_like(seconds: float, sr: int = SAMPLING_RATE, seed: int = 0) -> np.ndarray:
+    """Syllable-like bursts: a gliding harmonic source under formant-ish envelopes, with pauses."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    out = np.zeros(n)
+    pos = 0
+    while pos < n:
+        length = int(rng.uniform(0.08, 0.3) * sr)
+        seg_t = np.arange(length) / sr
+        f0 = rng.uniform(90, 220) * (1 + 0.2 * seg_t / max(seg_t[-1], 1e-3))
+        phase = 2 * np.pi * np.cumsum(f0) / sr
+        voiced = sum(
+            np.sin(k * phase) / k * np.exp(-(((k * f0) - rng.uniform(300, 2500)) ** 2) / 2e6) for k in range(1, 12)
+        )
+        envelope = np.sin(np.pi * np.arange(length) / length) ** 2
+        stop = min(n, pos + length)
+        out[pos:stop] += (0.4 * voiced * envelope)[: stop - pos]
+        pos = stop + int(rng.uniform(0.02, 0.2) * sr)
+    out += rng.normal(0, 0.003, n)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ tiny builders
+def whisper_tokenizer(multilingual: bool, vocab_size: int = 600, text_vocab_size: int | None = None) -> Any:
+    """A small byte-level BPE WhisperTokenizerFast with every Whisper special and timestamp token.
+
+    text_vocab_size: pad the BPE vocabulary with unreachable filler entries to this many ids, so that the
+    special tokens sit where a real checkpoint has them (50257 for multilingual Whisper) and the output
+    layer has the real size (used by the speed benchmark).
+    """
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    from edgetf.text.whisper_languages import LANGUAGES
+
+    from ..tiny import corpus_lines
+
+    eot = "<|endoftext|>"
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    tok.train_from_iterator(
+        corpus_lines(),
+        trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=[], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    if text_vocab_size is not None:
+        tok = _pad_bpe_vocab(tok, text_vocab_size)
+    languages = list(LANGUAGES)[:99]  # the 99 languages of every Whisper checkpoint but large-v3
+    specials = [
+        eot,
+        "<|startoftranscript|>",
+        *[f"<|{code}|>" for code in languages],
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|startoflm|>",
+        "<|startofprev|>",
+        "<|nocaptions|>",
+        "<|notimestamps|>",
+    ]
+    fast = transformers.WhisperTokenizerFast(
+        tokenizer_object=tok,
+        unk_token=eot,
+        bos_token=eot,
+        eos_token=eot,
+        pad_token=eot,
+        additional_special_tokens=specials,
+        model_max_length=1024,
+        clean_up_tokenization_spaces=True,
+    )
+    fast.add_tokens(
+        [transformers.AddedToken(f"<|{i * 0.02:.2f}|>", special=False, normalized=False) for i in range(1501)]
+    )
+    return fast
+
+
+def _pad_bpe_vocab(tok: Any, size: int) -> Any:
+    """The BPE tokenizer with filler vocabulary entries (letters only, so byte-level decoding stays valid)."""
+    from tokenizers import Tokenizer
+
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    i = 0
+    while len(vocab) < size:
+        word, n = "", i
+        while True:
+            word = "abcdefghijklmnopqrstuvwxyz"[n % 26] + word
+            n //= 26
+            if n == 0:
+                break
+        filler = f"zq{word}"
+        if filler not in vocab:
+            vocab[filler] = len(vocab)
+        i += 1
+    return Tokenizer.from_str(json.dumps(data))
+
+
+def _whisper_generation(tokenizer: Any, multilingual: bool, max_length: int) -> Any:
+    import transformers
+
+    ids = tokenizer.convert_tokens_to_ids
+    eot = ids("<|endoftext|>")
+    text_vocab = ids("<|endoftext|>")  # BPE tokens come first
+    # suppress a handful of text tokens plus the non-speech specials, like the real configs
+    suppress = sorted({1, 2, 7, 8, 9, 10, 14, 25, text_vocab // 3, text_vocab // 2})
+    suppress += [
+        ids(t) for t in ("<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>")
+    ]
+    fields: dict[str, Any] = {
+        "bos_token_id": eot,
+        "eos_token_id": eot,
+        "pad_token_id": eot,
+        "decoder_start_token_id": ids("<|startoftranscript|>"),
+        "begin_suppress_tokens": [ids("Ġ"), eot],
+        "suppress_tokens": suppress,
+        "no_timestamps_token_id": ids("<|notimestamps|>"),
+        "prev_sot_token_id": ids("<|startofprev|>"),
+        "max_initial_timestamp_index": 50,
+        "max_length": max_length,
+        "return_timestamps": False,
+        "is_multilingual": multilingual,
+        "alignment_heads": [[1, 0], [1, 1]],
+    }
+    if multilingual:
+        from edgetf.text.whisper_languages import LANGUAGES
+
+        fields["lang_to_id"] = {f"<|{c}|>": ids(f"<|{c}|>") for c in LANGUAGES}
+        fields["task_to_id"] = {"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")}
+        fields["forced_decoder_ids"] = [[1, None], [2, ids("<|transcribe|>")]]
+    else:
+        fields["forced_decoder_ids"] = [[1, ids("<|notimestamps|>")]]
+    return transformers.GenerationConfig(**fields)
+
+
+def build_whisper(entry: Entry, out_dir: Path, seed: int) -> Path:
+    import torch
+    import transformers
+
+    recipe = dict(entry.tiny)
+    overrides = dict(recipe["config"])
+    overrides.pop("model_type", None)
+    multilingual = bool(recipe.get("multilingual", True))
+    torch.manual_seed(seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text_vocab = recipe.get("text_vocab_size")
+    tokenizer = whisper_tokenizer(
+        multilingual, int(recipe.get("vocab_size", 600)), None if text_vocab is None else int(text_vocab)
+    )
+    ids = tokenizer.convert_tokens_to_ids
+    eot = ids("<|endoftext|>")
+    config = transformers.WhisperConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        decoder_start_token_id=ids("<|startoftranscript|>"),
+        begin_suppress_tokens=None,
+        suppress_tokens=None,
+        **overrides,
+    )
+    model = getattr(transformers, recipe["architecture"])(config).eval()
+    model.generation_config = _whisper_generation(tokenizer, multilingual, int(recipe.get("max_length", 448)))
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    transformers.WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(out_dir)
+    return out_dir
+
+
+def build_wav2vec2(entry: Entry, out_dir: Path, seed: int) -> Path:
+    import torch
+    import transformers
+
+    recipe = dict(entry.tiny)
+    overrides = dict(recipe["config"])
+    overrides.pop("model_type", None)
+    torch.manual_seed(seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if "id2label" in overrides:
+        overrides["id2label"] = {int(k): v for k, v in overrides["id2label"].items()}
+        overrides["label2id"] = {v: k for k, v in overrides["id2label"].items()}
+    ctc = recipe["architecture"].endswith("ForCTC")
+    if ctc:
+        overrides.update(vocab_size=len(CTC_VOCAB), pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = transformers.Wav2Vec2Config(**overrides)
+    model = getattr(transformers, recipe["architecture"])(config).eval()
+    model.save_pretrained(out_dir)
+    extractor = transformers.Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=SAMPLING_RATE,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=config.feat_extract_norm == "layer",
+    )
+    extractor.save_pretrained(out_dir)
+    if ctc:
+        with tempfile.TemporaryDirectory() as tmp:
+            vocab = Path(tmp) / "vocab.json"
+            vocab.write_text(json.dumps({c: i for i, c in enumerate(CTC_VOCAB)}))
+            tokenizer = transformers.Wav2Vec2CTCTokenizer(str(vocab), do_lower_case=False, word_delimiter_token="|")
+            tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def build_speech(entry: Entry, out_dir: Path, seed: int) -> Path:
+    arch = entry.tiny.get("architecture", "")
+    if arch.startswith("Whisper"):
+        return build_whisper(entry, out_dir, seed)
+    if arch.startswith("Wav2Vec2"):
+        return build_wav2vec2(entry, out_dir, seed)
+    from ..tiny import build_generic
+
+    return build_generic(entry.tiny, out_dir, seed=seed)
+
+
+# ------------------------------------------------------------------------------------------ parity checks
+@contextlib.contextmanager
+def torch_threads(n: int = 1) -> Iterator[None]:
+    """Run the reference with few torch threads: on a busy machine torch's spinning threads slow it 20x."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _is_whisper(ctx: CheckContext) -> bool:
+    config = json.loads((ctx.bundle / "config.json").read_text())
+    return bool(config.get("is_encoder_decoder"))
+
+
+def check_speech_recognition(ctx: CheckContext) -> dict[str, Any]:
+    """fp32: text identical to the reference on every signal, features within tolerance.
+    Other dtypes: token agreement (CTC: argmax id per frame vs the reference model; Whisper: generated id
+    per position vs the fp32 bundle, which matches the reference), besides the text equality rate."""
+    signals = parity_signals()
+    whisper = _is_whisper(ctx)
+    kwargs: dict[str, Any] = {"max_new_tokens": 16} if whisper else {}
+
+    def run_reference() -> dict[str, Any]:
+        with torch_threads():
+            pipe = transformers_pipeline(ctx, "automatic-speech-recognition")
+            out = {name: pipe(audio.copy(), **kwargs)["text"] for name, audio in signals.items()}
+            ids = {} if whisper else _reference_ctc_ids(pipe, signals)
+            return {"text": out, "features": _reference_features(pipe, signals, whisper), "ids": ids}
+
+    expected = reference(ctx, "automatic-speech-recognition", run_reference)
+    pipe = edgetf_pipeline(ctx, "automatic-speech-recognition")
+    got = {name: pipe(audio.copy(), **kwargs)["text"] for name, audio in signals.items()}
+    exact = sum(got[k] == expected["text"][k] for k in signals) / len(signals)
+    max_diff = 0.0
+    for name, audio in signals.items():
+        max_diff = max(max_diff, float(np.abs(pipe.features(audio) - expected["features"][name]).max()))
+    if whisper and ctx.dtype == "fp32":
+        pairs = []  # fp32 is judged on text equality with the reference
+    elif whisper:
+        base = edgetf_pipeline_dtype(ctx, "fp32")
+        pairs = [(pipe.token_ids(a, **kwargs), base.token_ids(a, **kwargs)) for a in signals.values()]
+    else:
+        pairs = [(pipe.token_ids(a), [expected["ids"][k]]) for k, a in signals.items()]
+    tokens = token_agreement(pairs)
+    agreement = exact if ctx.dtype == "fp32" else tokens
+    return verdict(
+        ctx,
+        metric="features max diff; fp32: text equality, other dtypes: token agreement",
+        max_diff=max_diff,
+        agreement=agreement,
+        n=len(signals),
+        extra={
+            "text_equality": exact,
+            "token_agreement": tokens,
+            "mismatched": [k for k in signals if got[k] != expected["text"][k]],
+        },
+    )
+
+
+def edgetf_pipeline_dtype(ctx: CheckContext, dtype: str) -> Any:
+    import edgetf
+
+    return edgetf.pipeline("automatic-speech-recognition", ctx.bundle, dtype=dtype, verify="none")
+
+
+def token_agreement(pairs: list[tuple[list[np.ndarray], list[np.ndarray]]]) -> float:
+    """Matching ids position by position over the longer of each pair of sequences."""
+    same = total = 0
+    for ours, theirs in pairs:
+        for a, b in zip(ours, theirs):
+            n = max(len(a), len(b))
+            m = min(len(a), len(b))
+            same += int(np.sum(np.asarray(a[:m]) == np.asarray(b[:m])))
+            total += n
+    return same / total if total else 1.0
+
+
+def _reference_ctc_ids(pipe: Any, signals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import torch
+
+    fe = pipe.feature_extractor
+    out = {}
+    for name, audio in signals.items():
+        values = fe(audio, sampling_rate=fe.sampling_rate, return_tensors="pt")["input_values"]
+        with torch.no_grad():
+            out[name] = pipe.model(values).logits.argmax(-1)[0].numpy()
+    return out
+
+
+def _reference_features(pipe: Any, signals: dict[str, np.ndarray], whisper: bool) -> dict[str, np.ndarray]:
+    fe = pipe.feature_extractor
+    out = {}
+    for name, audio in signals.items():
+        processed = fe(audio, sampling_rate=fe.sampling_rate, return_tensors="np")
+        key = "input_features" if whisper else "input_values"
+        out[name] = np.asarray(processed[key][0])
+    return out
+
+
+def check_audio_classification(ctx: CheckContext) -> dict[str, Any]:
+    signals = parity_signals()
+
+    def run_reference() -> dict[str, Any]:
+        with torch_threads():
+            pipe = transformers_pipeline(ctx, "audio-classification")
+            return {name: pipe(audio.copy(), top_k=None) for name, audio in signals.items()}
+
+    expected = reference(ctx, "audio-classification", run_reference)
+    pipe = edgetf_pipeline(ctx, "audio-classification")
+    max_diff, agree = 0.0, 0
+    for name, audio in signals.items():
+        ref, out = expected[name], pipe(audio.copy(), top_k=None)
+        ref_scores = {d["label"]: d["score"] for d in ref}
+        out_scores = {d["label"]: d["score"] for d in out}
+        max_diff = max(max_diff, max(abs(ref_scores[k] - out_scores.get(k, float("inf"))) for k in ref_scores))
+        agree += ref[0]["label"] == out[0]["label"]
+    return verdict(ctx, metric="label score", max_diff=max_diff, agreement=agree / len(signals), n=len(signals))
+
+
+register(
+    TaskExport(
+        "automatic-speech-recognition",
+        "automatic-speech-recognition",
+        check_speech_recognition,
+        build_tiny=build_speech,
+    ),
+    TaskExport(
+        "audio-classification",
+        "audio-classification",
+        check_audio_classification,
+        build_tiny=build_speech,
+    ),
+)
+
+
+def synthesized_speech(text: str, folder: Path) -> Path | None:
+    """A WAV file of ``text`` spoken by espeak-ng (22.05 kHz mono), or None when espeak-ng is not installed."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        return None
+    path = Path(folder) / f"espeak-{abs(hash(text)) % 10**8}.wav"
+    subprocess.run([exe, "-w", str(path), text], check=True, timeout=60, capture_output=True)
+    return path
