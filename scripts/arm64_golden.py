@@ -1,7 +1,7 @@
 """Golden outputs: record every bundle's outputs on fixed inputs on one machine, compare on another.
 
     python scripts/arm64_golden.py record MODELS_DIR OUT.json [--dtypes fp32 q8] [--threads 1]
-    python scripts/arm64_golden.py compare HOST.json OTHER.json [--tol 1e-4] [--summary SUMMARY.json]
+    python scripts/arm64_golden.py compare HOST.json OTHER.json [--tol 1e-4] [--dtypes q8] [--summary S.json]
 
 `record` runs, for every bundle folder under MODELS_DIR (a subfolder with config.json, as
 `python -m edgetf demo` finds them) and each dtype it has, ``edgetf.pipeline(None, folder)`` on
@@ -256,7 +256,10 @@ def top1(value: Any) -> Any:
     return value
 
 
-def compare(host: dict[str, Any], other: dict[str, Any], tol: float) -> tuple[list[dict[str, Any]], bool]:
+def compare(
+    host: dict[str, Any], other: dict[str, Any], tol: float, dtypes: list[str] | None = None
+) -> tuple[list[dict[str, Any]], bool]:
+    """Rows of the table, and whether the check passes (fp32 everywhere within tol). ``dtypes`` limits it."""
     rows: list[dict[str, Any]] = []
     ok = True
     names = sorted(set(host["bundles"]) | set(other["bundles"]))
@@ -266,7 +269,8 @@ def compare(host: dict[str, Any], other: dict[str, Any], tol: float) -> tuple[li
             rows.append({"bundle": name, "dtype": "-", "status": "FAIL", "detail": "recorded on one side only"})
             ok = False
             continue
-        for dtype in sorted(set(hb["dtypes"]) | set(ob["dtypes"]), key=lambda d: (d != "fp32", d)):
+        recorded = set(hb["dtypes"]) | set(ob["dtypes"])
+        for dtype in sorted(recorded & set(dtypes or recorded), key=lambda d: (d != "fp32", d)):
             row: dict[str, Any] = {"bundle": name, "task": hb.get("task", ob.get("task", "?")), "dtype": dtype}
             rows.append(row)
             hd, od = hb["dtypes"].get(dtype), ob["dtypes"].get(dtype)
@@ -315,6 +319,8 @@ def compare(host: dict[str, Any], other: dict[str, Any], tol: float) -> tuple[li
                 ok = ok and diff.within_tol
             else:
                 row["status"] = "report"
+            if strict and diff.max_rel > tol:
+                notes.insert(0, f"floats differ by up to {diff.max_rel:.2e} (> {tol:g})")
             shown = [m for m in diff.mismatches if m][:3]
             more = len(diff.mismatches) - len(shown)
             row["detail"] = "; ".join(shown + notes) + (f" (+{more} more)" if more > 0 else "")
@@ -359,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("reference")
     cmp.add_argument("other")
     cmp.add_argument("--tol", type=float, default=1e-4)
+    cmp.add_argument("--dtypes", nargs="+", help="compare only these dtypes (default: every dtype recorded)")
     cmp.add_argument("--summary", help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     if args.command == "record":
@@ -368,11 +375,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     host = json.loads(Path(args.reference).read_text(encoding="utf-8"))
     other = json.loads(Path(args.other).read_text(encoding="utf-8"))
-    rows, ok = compare(host, other, args.tol)
+    rows, ok = compare(host, other, args.tol, args.dtypes)
     print(table(rows, host, other, args.tol))
     if args.summary:
         Path(args.summary).write_text(json.dumps({"ok": ok, "tol": args.tol, "rows": rows}, indent=1))
-    print(f"\nfp32 {'matches' if ok else 'DIFFERS'} ({sum(r['status'] == 'FAIL' for r in rows)} failing rows)")
+    fp32 = [r for r in rows if r["dtype"] in ("fp32", "-")]
+    passed = sum(r["status"] == "PASS" for r in fp32)
+    verdict = f"fp32 {'matches' if ok else 'DIFFERS'}: {passed}/{len(fp32)} bundles within {args.tol:g}" if fp32 else ""
+    reported = [r for r in rows if r["status"] == "report"]
+    agree, total = sum(r["top1"] for r in reported), sum(r["inputs"] for r in reported)
+    q8 = f"other dtypes: top-1 agreement {agree}/{total} inputs" if reported else ""
+    print("\n" + "; ".join(x for x in (verdict, q8) if x))
     return 0 if ok else 1
 
 

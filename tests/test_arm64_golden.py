@@ -78,6 +78,11 @@ def test_bundle_or_dtype_on_one_side_only_fails():
     assert ok and rows["q8"]["status"] == "absent"  # reported; only fp32 decides
 
 
+def test_compare_limited_to_some_dtypes():
+    rows, ok = golden.compare(recording(RANKED, RANKED), recording([], RANKED), 1e-4, ["q8"])
+    assert ok and [r["dtype"] for r in rows] == ["q8"]
+
+
 def test_arrays_and_images():
     a = golden.encode({"v": np.array([1.0, 2.0], np.float32), "n": np.int64(3)})
     b = golden.encode({"v": np.array([1.0, 2.00001], np.float32), "n": np.int64(3)})
