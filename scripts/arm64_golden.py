@@ -110,6 +110,7 @@ def record(models: Path, dtypes: list[str], threads: int | None, log: Any = prin
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
         "numpy": np.__version__,
+        "edgetf": str(Path(edgetf.__file__).parent),
         "threads": threads,
         "bundles": {},
     }
@@ -130,8 +131,12 @@ def record(models: Path, dtypes: list[str], threads: int | None, log: Any = prin
                 continue
             entry["task"] = pipe.task
             cases = [("demo", pipe.demo_input(), {})] + EXTRA_CASES.get(pipe.task, [])
+            # pipelines that sample (text generation) take a seed: the same seed draws the same numbers on
+            # every machine (numpy's PCG64), so their outputs are comparable too
+            seed = {"seed": 0} if "seed" in getattr(pipe, "options_accepted", {}) else {}
             outputs: dict[str, Any] = {}
-            for name, inputs, kwargs in cases:
+            for name, inputs, case_kwargs in cases:
+                kwargs = {**seed, **case_kwargs}
                 rec: dict[str, Any] = {"input": digest(inputs), "options": encode(kwargs)}
                 try:
                     rec["output"] = encode(pipe(inputs, **kwargs))
@@ -329,7 +334,8 @@ def compare(
 
 def table(rows: list[dict[str, Any]], host: dict[str, Any], other: dict[str, Any], tol: float) -> str:
     def side(rec: dict[str, Any]) -> str:
-        return f"{rec['machine']} (python {rec['python']}, onnxruntime {rec['onnxruntime']}, numpy {rec['numpy']})"
+        versions = f"python {rec['python']}, onnxruntime {rec['onnxruntime']}, numpy {rec['numpy']}"
+        return f"{rec['machine']} ({versions}; edgetf from {rec.get('edgetf', '?')})"
 
     lines = [
         f"reference: {side(host)}",
