@@ -25,7 +25,7 @@ import numpy as np
 
 from ..catalog import Entry
 from . import CheckContext, TaskExport, register
-from .common import edgetf_pipeline, reference, transformers_pipeline, verdict
+from .common import QUANT_MAX_DIFF, edgetf_pipeline, reference, transformers_pipeline, verdict
 
 # -- ONNX configs --------------------------------------------------------------------------------
 
@@ -173,7 +173,15 @@ def check_image_classification(ctx: CheckContext) -> dict[str, Any]:
         max_diff = max(max_diff, max(abs(ref_scores[d["label"]] - d["score"]) for d in got))
         agree += ref[0]["label"] == got[0]["label"]
     n = len(images)
-    return verdict(ctx, metric="label score", max_diff=max_diff, agreement=agree / n, n=n, extra={"top1": agree / n})
+    return verdict(
+        ctx,
+        metric="label score",
+        max_diff=max_diff,
+        agreement=agree / n,
+        n=n,
+        extra={"top1": agree / n},
+        quant_max_diff=QUANT_MAX_DIFF,
+    )
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
