@@ -7,6 +7,9 @@ into errors that name the feeds' shapes and dtypes.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +61,7 @@ class SessionOptions:
     intra_op_threads: None lets onnxruntime use one thread per physical core.
     allow_spinning: False keeps idle worker threads from burning CPU between calls.
     optimized_cache: folder where the graph optimized for this machine is saved and reused, so
-      a session does not re-optimize on every start (CPU only; keyed by file name and level).
+      a session does not re-optimize on every start (CPU only; keyed by file, level and machine_tag()).
     """
 
     intra_op_threads: int | None = None
@@ -185,14 +188,33 @@ def _ort_options(device: str, options: SessionOptions) -> ort.SessionOptions:
     return so
 
 
+@functools.lru_cache(maxsize=1)
+def machine_tag() -> str:
+    """What a graph optimized at level "all" depends on: CPU architecture, its features, onnxruntime.
+
+    Level "all" bakes in kernels and layouts for this CPU (x86 NCHWc blocks sized for AVX2 or
+    AVX-512, ...), so a cache made on one machine must not be reused on another (e.g. an x86 desktop's
+    cache copied to a Raspberry Pi, or an AVX-512 cache to an AVX2 laptop).
+    """
+    features = ""
+    try:  # Linux: the "flags" (x86) or "Features" (ARM) lines; elsewhere the architecture alone
+        lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+        features = " ".join(sorted({ln for ln in lines if ln.split(":")[0].strip() in ("flags", "Features")}))
+    except OSError:
+        pass
+    digest = hashlib.sha256(features.encode()).hexdigest()[:8]
+    return f"{platform.machine().lower() or 'cpu'}-{digest}-ort{ort.__version__}"
+
+
 def _cached_graph(path: Path, device: str, options: SessionOptions) -> Path | None:
-    """Where the graph optimized for this machine is cached (CPU only), keyed by file identity."""
+    """Where the graph optimized for this machine is cached (CPU only), keyed by file identity and machine."""
     if not options.optimized_cache or resolve_device(device)[0] != "cpu":
         return None
     cache = Path(options.optimized_cache)
     cache.mkdir(parents=True, exist_ok=True)
     stat = path.stat()
-    return cache / f"{path.stem}.{stat.st_size}.{stat.st_mtime_ns}.{options.graph_optimization}.onnx"
+    level = options.graph_optimization
+    return cache / f"{path.stem}.{stat.st_size}.{stat.st_mtime_ns}.{level}.{machine_tag()}.onnx"
 
 
 def _describe_inputs(inputs: Mapping[str, Any]) -> str:

@@ -106,6 +106,7 @@ def run_one(args: argparse.Namespace) -> int:
     elif task_export(args.task).parity_inputs:
         entry = replace(entry, parity={"inputs": task_export(args.task).parity_inputs})
     args.tiny = False
+    _log(f"[1/1] {entry.name} ({entry.task}) from {entry.source}")
     result = _export_one(entry, out.parent, args)
     _table([result])
     return 0 if result.status == "ok" else 1

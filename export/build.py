@@ -46,6 +46,7 @@ def export_entry(
 ) -> Result:
     start = time.perf_counter()
     bundle = out / entry.name
+    target = target or entry.quantize.get("target")  # --target beats the catalog's per-entry preset
     dtypes = tuple(dtypes or entry.dtypes)
 
     def step(label: str, t0: float) -> None:
@@ -90,6 +91,8 @@ def export_entry(
                     default_ops=spec.quant_ops,
                 )
             report = {"files": [onnx_filename(c, dtype) for c in components], "recipe": recipe}
+            if not verify:
+                break  # unverified: keep the first (default) recipe, not the ladder's last
             if verify:
                 ctx = CheckContext(entry, ckpt, bundle, dtype, entry.parity_inputs(), shared_reference)
                 report["parity"] = spec.check(ctx)

@@ -145,7 +145,12 @@ def quantize_q8(
             reduce_range=chosen.reduce_range,
             weight_type=getattr(QuantType, wtype),
             nodes_to_exclude=exclude,
-            extra_options={"EnableSubgraph": subgraphs, "MatMulConstBOnly": True},
+            extra_options={
+                "EnableSubgraph": subgraphs,
+                "MatMulConstBOnly": True,
+                # fused com.microsoft ops (Attention, SkipLayerNorm) defeat ONNX type inference
+                "DefaultTensorType": 1,
+            },  # onnx.TensorProto.FLOAT
         )
     return {
         "method": "dynamic",
@@ -331,7 +336,7 @@ def make_dtype(
     default_ops: tuple[str, ...],
 ) -> dict[str, Any]:
     """Write the ``dtype`` variant of the fp32 file ``src``; returns its recipe."""
-    ops = tuple(quant.get("op_types", default_ops))
+    ops = tuple(quant.get("op_types", default_ops))  # (quant["target"] is resolved by the caller)
     pre = bool(quant.get("preprocess", False))
     if quant.get("untie_lm_head") and dtype in ("q8", "int8", "uint8"):
         with tempfile.TemporaryDirectory(prefix="edgetf-untie-") as tmp:

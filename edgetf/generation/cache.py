@@ -16,7 +16,9 @@ length, ``use_cache_branch=False``; later steps feed the presents back with ``us
 and keep the encoder's cross-attention cache from the first step.
 
 With ``io_binding=True`` the presents stay onnxruntime values and are bound as the next step's past
-without a round trip through numpy (only the logits are copied out).
+without a round trip through numpy (only the logits are copied out). Measured on GPT-2 124M q8 (CPU,
+1 thread, 64 tokens): 23.7 tokens/s with IO binding vs 26.1 without, i.e. no gain (the copy is small next
+to the graph's own past->present Concat), so it is off by default.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ class TextClassificationPipeline(Pipeline):
         if function not in FUNCTIONS:
             raise InvalidInputError(f"function_to_apply={function!r} is not accepted; use one of {FUNCTIONS}")
 
-        single = isinstance(inputs, (str, dict)) or _is_legacy_pair(inputs)
+        single = isinstance(inputs, (str, dict))
         items = [inputs] if single else inputs
         if not isinstance(items, list):
             raise InvalidInputError(
@@ -145,10 +145,6 @@ class TextClassificationPipeline(Pipeline):
         return np.concatenate(out, axis=0) if out else np.zeros((0, len(self.id2label)), np.float32)
 
 
-def _is_legacy_pair(inputs: Any) -> bool:
-    return isinstance(inputs, list) and len(inputs) == 1 and isinstance(inputs[0], list) and len(inputs[0]) == 2
-
-
 def _as_pair(item: Any) -> tuple[str, str | None]:
     if isinstance(item, str):
         return item, None
@@ -160,8 +156,11 @@ def _as_pair(item: Any) -> tuple[str, str | None]:
             )
         pair = item.get("text_pair")
         return check_text(item["text"], "text"), None if pair is None else check_text(pair, "text_pair")
-    if _is_legacy_pair(item):
-        return check_text(item[0][0], "text"), check_text(item[0][1], "text_pair")
+    if isinstance(item, (list, tuple)):
+        raise InvalidInputError(
+            "text-classification received a list inside the input list; to send a text pair, send a dict "
+            '{"text": "My text", "text_pair": "My pair"}'
+        )
     raise InvalidInputError(
         f"text-classification takes a str or a {{'text', 'text_pair'}} dict per input; got {type(item).__name__}"
     )

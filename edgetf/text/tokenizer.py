@@ -133,6 +133,25 @@ class TextTokenizer:
     def vocab_size(self) -> int:
         return self._base.get_vocab_size(with_added_tokens=True)
 
+    def get_vocab(self) -> dict[str, int]:
+        """token -> id, added tokens included (transformers' ``get_vocab``)."""
+        return self._base.get_vocab(with_added_tokens=True)
+
+    @property
+    def continuing_subword_prefix(self) -> str | None:
+        """The WordPiece continuation prefix ("##"): tokens mark words. None for byte-level BPE and others."""
+        return getattr(self._base.model, "continuing_subword_prefix", None) or None
+
+    def num_special_tokens(self, pair: bool = False) -> int:
+        """How many special tokens the post-processor adds to one text (or a pair)."""
+        processor = self._base.post_processor
+        return 0 if processor is None else processor.num_special_tokens_to_add(pair)
+
+    def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
+        """Join token strings as transformers' fast tokenizers do (the decoder, else spaces)."""
+        decoder = self._base.decoder
+        return decoder.decode(list(tokens)) if decoder is not None else " ".join(tokens)
+
     # -- encoding ----------------------------------------------------------------------------
     def _variant(self, truncation: bool | str, max_length: int | None, stride: int) -> Tokenizer:
         if truncation is False or truncation == "do_not_truncate":
@@ -151,26 +170,45 @@ class TextTokenizer:
             tok = self._variants.get(key)
             if tok is None:
                 tok = Tokenizer.from_str(self._json)
-                tok.enable_truncation(key.max_length, stride=key.stride, strategy=key.strategy, direction=key.side)
+                try:
+                    tok.enable_truncation(key.max_length, stride=key.stride, strategy=key.strategy, direction=key.side)
+                except ValueError as exc:  # e.g. a stride that leaves no room for new tokens in a window
+                    raise InvalidInputError(f"cannot truncate to max_length={key.max_length}: {exc}") from exc
                 self._variants[key] = tok
         return tok
 
     def encode(
         self,
-        text: str,
+        text: str | Sequence[str],
         text_pair: str | None = None,
         *,
         truncation: bool | str = False,
         max_length: int | None = None,
         stride: int = 0,
         add_special_tokens: bool = True,
+        is_pretokenized: bool = False,
     ) -> Encoding:
-        """One encoding (overflowing windows, when truncated, are in ``.overflowing``)."""
-        check_text(text, "text")
+        """One encoding (overflowing windows, when truncated, are in ``.overflowing``; see :func:`windows`).
+
+        ``is_pretokenized``: ``text`` is a list of words (offsets are then relative to each word).
+        """
+        if is_pretokenized:
+            if not isinstance(text, (list, tuple)) or not all(isinstance(w, str) for w in text):
+                raise InvalidInputError(f"pre-tokenized text must be a list of str, got {str(text)[:80]!r}")
+            if self.config.get("add_prefix_space") is False:
+                # byte-level BPE tokenizers (RoBERTa, GPT-2) mark word starts with a leading space;
+                # transformers refuses pre-tokenized input for them unless add_prefix_space=True
+                raise InvalidInputError(
+                    "this tokenizer has add_prefix_space=False, so it cannot take pre-tokenized words "
+                    "(is_split_into_words=True); pass the text as one str instead"
+                )
+            text = list(text)
+        else:
+            check_text(text, "text")
         if text_pair is not None:
             check_text(text_pair, "text_pair")
         tok = self._variant(truncation, max_length, stride)
-        return tok.encode(text, text_pair, add_special_tokens=add_special_tokens)
+        return tok.encode(text, text_pair, is_pretokenized=is_pretokenized, add_special_tokens=add_special_tokens)
 
     def encode_batch(self, texts: Sequence[str], **kwargs: Any) -> list[Encoding]:
         return [self.encode(t, **kwargs) for t in texts]
@@ -191,6 +229,11 @@ class TextTokenizer:
         text = self._base.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
         clean = self.clean_up_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
         return clean_up_tokenization(text) if clean else text
+
+
+def windows(encoding: Encoding) -> list[Encoding]:
+    """An encoding and its overflowing windows, in transformers' order (``return_overflowing_tokens``)."""
+    return [encoding, *encoding.overflowing]
 
 
 def pad_batch(

@@ -9,6 +9,7 @@ from . import CheckContext
 
 FP32_TOLERANCE = 1e-4
 QUANT_MIN_AGREEMENT = 0.9
+QUANT_MAX_DIFF = 0.1  # quantized scores/probabilities may drift this much at worst
 
 
 def reference(ctx: CheckContext, key: str, make: Callable[[], Any]) -> Any:
@@ -31,17 +32,29 @@ def edgetf_pipeline(ctx: CheckContext, task: str, **kwargs: Any) -> Any:
 
 
 def verdict(
-    ctx: CheckContext, *, metric: str, max_diff: float, agreement: float, n: int, extra: dict[str, Any] | None = None
+    ctx: CheckContext,
+    *,
+    metric: str,
+    max_diff: float,
+    agreement: float,
+    n: int,
+    extra: dict[str, Any] | None = None,
+    quant_max_diff: float | None = None,
 ) -> dict[str, Any]:
-    """fp32 must match within FP32_TOLERANCE; other dtypes must agree on the top answer often enough."""
+    """fp32 must match within FP32_TOLERANCE; other dtypes must agree on the top answer often enough.
+
+    ``quant_max_diff`` bounds the worst drift of quantized outputs too; checks whose ``max_diff`` is a
+    probability pass QUANT_MAX_DIFF, checks measuring logits/boxes/depth rely on agreement alone.
+    The catalog's ``parity`` table may override each (min_agreement, fp32_tolerance, quant_max_diff)."""
     min_agreement = float(ctx.entry.parity.get("min_agreement", QUANT_MIN_AGREEMENT))
     if ctx.dtype == "fp32":
         tolerance = float(ctx.entry.parity.get("fp32_tolerance", FP32_TOLERANCE))
         passed = max_diff <= tolerance and agreement == 1.0
         tol: Any = {"max_diff": tolerance, "agreement": 1.0}
     else:
-        passed = agreement >= min_agreement
-        tol = {"agreement": min_agreement}
+        bound = ctx.entry.parity.get("quant_max_diff", quant_max_diff)
+        passed = agreement >= min_agreement and (bound is None or max_diff <= float(bound))
+        tol = {"agreement": min_agreement} if bound is None else {"agreement": min_agreement, "max_diff": float(bound)}
     report = {
         "metric": metric,
         "max_diff": float(max_diff),

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..catalog import Entry
 from . import CheckContext, TaskExport, register
-from .common import edgetf_pipeline, reference, transformers_pipeline, verdict
+from .common import QUANT_MAX_DIFF, edgetf_pipeline, reference, transformers_pipeline, verdict
 
 # Character vocabulary of facebook/wav2vec2-base-960h (CTC blank = <pad>, word delimiter = |).
 CTC_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"]
@@ -386,7 +386,14 @@ def check_audio_classification(ctx: CheckContext) -> dict[str, Any]:
         out_scores = {d["label"]: d["score"] for d in out}
         max_diff = max(max_diff, max(abs(ref_scores[k] - out_scores.get(k, float("inf"))) for k in ref_scores))
         agree += ref[0]["label"] == out[0]["label"]
-    return verdict(ctx, metric="label score", max_diff=max_diff, agreement=agree / len(signals), n=len(signals))
+    return verdict(
+        ctx,
+        metric="label score",
+        max_diff=max_diff,
+        agreement=agree / len(signals),
+        n=len(signals),
+        quant_max_diff=QUANT_MAX_DIFF,
+    )
 
 
 register(

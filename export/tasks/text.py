@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import CheckContext, TaskExport, register
-from .common import edgetf_pipeline, reference, transformers_pipeline, verdict
+from .common import QUANT_MAX_DIFF, edgetf_pipeline, reference, transformers_pipeline, verdict
 
 
 def check_text_classification(ctx: CheckContext) -> dict[str, Any]:
@@ -23,7 +23,9 @@ def check_text_classification(ctx: CheckContext) -> dict[str, Any]:
         max_diff = max(max_diff, max(abs(ref_scores[k] - out_scores.get(k, float("inf"))) for k in ref_scores))
         agree += ref[0]["label"] == out[0]["label"]
     n = len(expected)
-    return verdict(ctx, metric="label score", max_diff=max_diff, agreement=agree / max(n, 1), n=n)
+    return verdict(
+        ctx, metric="label score", max_diff=max_diff, agreement=agree / max(n, 1), n=n, quant_max_diff=QUANT_MAX_DIFF
+    )
 
 
 register(TaskExport("text-classification", "text-classification", check_text_classification, parity_inputs="text"))

