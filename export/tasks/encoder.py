@@ -17,7 +17,7 @@ import warnings
 from typing import Any
 
 from . import CheckContext, TaskExport, register
-from .common import edgetf_pipeline, reference, transformers_pipeline, verdict
+from .common import QUANT_MAX_DIFF, edgetf_pipeline, reference, transformers_pipeline, verdict
 
 QUESTIONS = ("What is this about?", "Where?", "Who did it, and when?", "Qu'est-ce que c'est ? 東京 😀")
 EMBEDDING_COSINE = 0.99
@@ -70,7 +70,15 @@ def _structure(ctx: CheckContext, pairs: list[tuple[Any, Any]]) -> tuple[float, 
 
 def _report(ctx: CheckContext, *, metric: str, max_diff: float, agreement: float, n: int, **extra: Any):
     structure_diff, problems = extra.pop("structure", (0.0, []))
-    report = verdict(ctx, metric=metric, max_diff=max(max_diff, structure_diff), agreement=agreement, n=n, extra=extra)
+    report = verdict(
+        ctx,
+        metric=metric,
+        max_diff=max(max_diff, structure_diff),
+        agreement=agreement,
+        n=n,
+        extra=extra,
+        quant_max_diff=QUANT_MAX_DIFF,
+    )  # scores are probabilities
     if ctx.dtype == "fp32":
         report["mismatches"] = len(problems)
         if problems:
