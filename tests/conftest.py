@@ -87,3 +87,15 @@ def reference():
         return _REFERENCES[key]
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Reference pipelines on one torch thread: on a busy 2-core machine torch's spinning workers make
+    transformers ~20x slower (use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -19,15 +19,7 @@ SR = 16000
 ASR = "automatic-speech-recognition"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """transformers on a busy 2-core machine: torch's spinning worker threads make it ~20x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
