@@ -5,33 +5,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import varied_images
 from PIL import Image
 from transformers.image_utils import load_image as hf_load_image
 
 import edgetf
 from edgetf.errors import InvalidInputError
 from edgetf.pipelines.depth_estimation import depth_image, post_process_depth
-from edgetf.vision.samples import gradient, noise, shapes
+from edgetf.vision.samples import noise, shapes
 
 MODEL = "glpn-nyu"
 
 
-def varied_images() -> dict[str, Image.Image]:
-    base = shapes(150, 100)
-    rgba = base.copy()
-    rgba.putalpha(gradient(150, 100).convert("L"))
-    return {
-        "shapes 320x240": shapes(320, 240),
-        "gradient 96x96": gradient(96, 96),
-        "noise 123x77": noise(123, 77, seed=1),
-        "tall 40x150": shapes(40, 150),
-        "exact 64x32": noise(64, 32, seed=2),
-        "L": base.convert("L"),
-        "P": base.convert("P", palette=Image.Palette.ADAPTIVE, colors=32),
-        "RGBA": rgba,
-        "CMYK": base.convert("CMYK"),
-        "I;16": Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)),
-    }
+IMAGES = (
+    "shapes 320x240",
+    "gradient 96x96",
+    "noise 123x77",
+    "tall 40x150",
+    "exact 64x32",
+    "L",
+    "P",
+    "RGBA",
+    "CMYK",
+    "I;16",
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +54,7 @@ def compare(got, expected, name):
 def test_fp32_depth_matches_on_varied_images(pair):
     ref, pipe = pair
     worst, mismatch = 0.0, 0.0
-    for name, image in varied_images().items():
+    for name, image in varied_images(*IMAGES).items():
         inputs = ref.image_processor(images=hf_load_image(image), return_tensors="pt")
         with torch.no_grad():
             raw = ref.model(**inputs).predicted_depth[0].numpy()
@@ -112,7 +109,7 @@ def test_q8_relative_error(tiny, reference):
     ref = reference("depth-estimation", built)
     pipe = edgetf.pipeline("depth-estimation", built.bundle, dtype="q8")
     errors = []
-    for image in list(varied_images().values())[:5]:
+    for image in list(varied_images(*IMAGES).values())[:5]:
         expected = ref(image)["predicted_depth"].numpy()
         got = pipe(image)["predicted_depth"]
         errors.append(np.abs(got - expected).mean() / np.abs(expected - expected.mean()).mean())

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
+from helpers import close, varied_images
 from PIL import Image
 from transformers.image_utils import load_image as hf_load_image
 
@@ -17,35 +16,20 @@ from edgetf.vision.samples import demo_image, gradient, noise, shapes
 MODELS = ["vit-base", "convnext-tiny"]
 
 
-def varied_images() -> dict[str, Image.Image]:
-    base = shapes(150, 100)
-    rgba = base.copy()
-    rgba.putalpha(gradient(150, 100).convert("L"))
-    return {
-        "shapes 320x240": shapes(320, 240),
-        "gradient 96x96": gradient(96, 96),
-        "noise 123x77": noise(123, 77, seed=1),
-        "tall 40x150": shapes(40, 150),
-        "tiny 8x8": noise(8, 8, seed=2),
-        "large 2000x1500": shapes(2000, 1500),
-        "L": base.convert("L"),
-        "LA": rgba.convert("LA"),
-        "P": base.convert("P", palette=Image.Palette.ADAPTIVE, colors=32),
-        "RGBA": rgba,
-        "CMYK": base.convert("CMYK"),
-        "I;16": Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)),
-    }
-
-
-def close(a, b, tol=1e-4):
-    """Same structure, same strings, floats within tol."""
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(close(a[k], b[k], tol) for k in a)
-    if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(close(x, y, tol) for x, y in zip(a, b))
-    if isinstance(a, float):
-        return isinstance(b, float) and math.isclose(a, b, abs_tol=tol)
-    return a == b
+IMAGES = (
+    "shapes 320x240",
+    "gradient 96x96",
+    "noise 123x77",
+    "tall 40x150",
+    "tiny 8x8",
+    "large 2000x1500",
+    "L",
+    "LA",
+    "P",
+    "RGBA",
+    "CMYK",
+    "I;16",
+)
 
 
 @pytest.fixture(scope="module", params=MODELS)
@@ -56,7 +40,7 @@ def pair(request, tiny, reference):
 
 def test_fp32_logits_and_scores_match_on_varied_images(pair):
     ref, pipe = pair
-    images = varied_images()
+    images = varied_images(*IMAGES)
     worst_logit, worst_score = 0.0, 0.0
     for name, image in images.items():
         inputs = ref.image_processor(images=hf_load_image(image), return_tensors="pt")
@@ -114,7 +98,7 @@ def test_q8_agrees_on_top1(tiny, reference):
         assert built.manifest["dtypes"]["q8"]["passed"], name
         ref = reference("image-classification", built)
         pipe = edgetf.pipeline("image-classification", built.bundle, dtype="q8")
-        for image in varied_images().values():
+        for image in varied_images(*IMAGES).values():
             agree += ref(image, top_k=1)[0]["label"] == pipe(image, top_k=1)[0]["label"]
             total += 1
     assert agree / total >= 0.9, agree / total

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from helpers import varied_images
 from transformers.image_utils import load_image as hf_load_image
 
 import edgetf
@@ -19,20 +19,16 @@ from edgetf.vision.samples import gradient, noise, shapes
 MODELS = ["mask2former-swin-tiny", "mask2former-resnet"]
 
 
-def varied_images() -> dict[str, Image.Image]:
-    base = shapes(150, 100)
-    rgba = base.copy()
-    rgba.putalpha(gradient(150, 100).convert("L"))
-    return {
-        "shapes 320x240": shapes(320, 240),
-        "gradient 96x96": gradient(96, 96),
-        "noise 123x77": noise(123, 77, seed=1),
-        "tall 40x150": shapes(40, 150),
-        "tiny 8x8": noise(8, 8, seed=2),
-        "L": base.convert("L"),
-        "RGBA": rgba,
-        "CMYK": base.convert("CMYK"),
-    }
+IMAGES = (
+    "shapes 320x240",
+    "gradient 96x96",
+    "noise 123x77",
+    "tall 40x150",
+    "tiny 8x8",
+    "L",
+    "RGBA",
+    "CMYK",
+)
 
 
 def as_comparable(output):
@@ -85,7 +81,7 @@ def reference_raw(ref, image):
 def test_fp32_class_and_mask_logits_within_1e4(pair):
     ref, pipe = pair
     worst = 0.0
-    for image in varied_images().values():
+    for image in varied_images(*IMAGES).values():
         cls, masks = reference_raw(ref, image)
         (((got_cls, got_masks), size),) = pipe.raw_outputs([image])
         assert size == (image.height, image.width) and got_masks.shape == masks.shape[1:]
@@ -109,7 +105,7 @@ def test_post_processed_segments_identical(pair, options):
     ref, pipe = pair
     segments = 0
     names = ("shapes 320x240", "noise 123x77", "tall 40x150")
-    for name, image in ((n, im) for n, im in varied_images().items() if n in names):
+    for name, image in ((n, im) for n, im in varied_images(*IMAGES).items() if n in names):
         expected, got = ref(image, **options), pipe(image, **options)
         assert_same(got, expected, name)
         segments += len(expected)
@@ -118,7 +114,7 @@ def test_post_processed_segments_identical(pair, options):
 
 def test_every_mode_and_size_with_default_options(pair):
     ref, pipe = pair
-    for name, image in varied_images().items():
+    for name, image in varied_images(*IMAGES).items():
         assert_same(pipe(image), ref(image), name)
 
 

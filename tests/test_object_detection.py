@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import varied_images
 from PIL import Image
 from transformers.image_utils import load_image as hf_load_image
 
@@ -18,23 +19,19 @@ from edgetf.vision.samples import gradient, noise, shapes
 MODEL = "detr-resnet-50"
 
 
-def varied_images() -> dict[str, Image.Image]:
-    base = shapes(150, 100)
-    rgba = base.copy()
-    rgba.putalpha(gradient(150, 100).convert("L"))
-    return {
-        "shapes 320x240": shapes(320, 240),
-        "gradient 96x96": gradient(96, 96),
-        "noise 123x77": noise(123, 77, seed=1),
-        "tall 40x150": shapes(40, 150),
-        "tiny 8x8": noise(8, 8, seed=2),
-        "large 2000x1500": shapes(2000, 1500),
-        "L": base.convert("L"),
-        "P": base.convert("P", palette=Image.Palette.ADAPTIVE, colors=32),
-        "RGBA": rgba,
-        "CMYK": base.convert("CMYK"),
-        "I;16": Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)),
-    }
+IMAGES = (
+    "shapes 320x240",
+    "gradient 96x96",
+    "noise 123x77",
+    "tall 40x150",
+    "tiny 8x8",
+    "large 2000x1500",
+    "L",
+    "P",
+    "RGBA",
+    "CMYK",
+    "I;16",
+)
 
 
 def same_detections(got, expected, tol=1e-4):
@@ -64,7 +61,7 @@ def reference_raw(ref, images):
 def test_fp32_logits_and_boxes_within_1e4(pair):
     ref, pipe = pair
     worst = 0.0
-    for image in varied_images().values():
+    for image in varied_images(*IMAGES).values():
         logits, boxes = reference_raw(ref, [image])
         ((raw, size),) = pipe.raw_outputs([image])
         assert size == (image.height, image.width)
@@ -79,12 +76,12 @@ def test_post_processed_detections_identical(pair, threshold):
     ref, pipe = pair
     kwargs = {} if threshold is None else {"threshold": threshold}
     found = 0
-    for name, image in varied_images().items():
+    for name, image in varied_images(*IMAGES).items():
         expected, got = ref(image, **kwargs), pipe(image, **kwargs)
         assert same_detections(got, expected), name
         found += len(expected)
     if threshold is not None and threshold < 0:
-        assert found == 12 * len(varied_images())  # every query
+        assert found == 12 * len(varied_images(*IMAGES))  # every query
     if threshold == 0.3:
         assert found > 0  # the tiny model's scores do cross this threshold
 
@@ -128,7 +125,7 @@ def test_q8_boxes_and_labels_agree(tiny, reference):
     ref = reference("object-detection", built)
     pipe = edgetf.pipeline("object-detection", built.bundle, dtype="q8")
     ious, same = [], 0
-    for image in varied_images().values():
+    for image in varied_images(*IMAGES).values():
         logits, boxes = reference_raw(ref, [image])
         ((raw, _),) = pipe.raw_outputs([image])
         a, b = center_to_corners(boxes[0]), center_to_corners(raw["pred_boxes"])

@@ -1,9 +1,8 @@
 """text-classification parity with transformers' pipeline: BERT, DistilBERT (WordPiece), RoBERTa (BPE)."""
 
-import math
-
 import numpy as np
 import pytest
+from helpers import close
 
 import edgetf
 from edgetf.errors import InvalidInputError
@@ -24,17 +23,6 @@ TEXTS = [
     "a",
     long_text(5000),
 ]
-
-
-def close(a, b, tol=1e-4):
-    """Same structure, same strings, floats within tol."""
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(close(a[k], b[k], tol) for k in a)
-    if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(close(x, y, tol) for x, y in zip(a, b))
-    if isinstance(a, float):
-        return isinstance(b, float) and math.isclose(a, b, abs_tol=tol)
-    return a == b
 
 
 @pytest.fixture(scope="module", params=MODELS)

@@ -1,0 +1,54 @@
+"""Test helpers shared across task test files: a structural comparator and the varied image set."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from edgetf.vision.samples import gradient, noise, shapes
+
+
+def close(a, b, tol=1e-4) -> bool:
+    """Same structure, same strings, floats within tol."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(close(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return isinstance(b, float) and math.isclose(a, b, abs_tol=tol)
+    return a == b
+
+
+def _base() -> Image.Image:
+    return shapes(150, 100)
+
+
+def _rgba() -> Image.Image:
+    rgba = _base()
+    rgba.putalpha(gradient(150, 100).convert("L"))
+    return rgba
+
+
+_IMAGES: dict[str, Callable[[], Image.Image]] = {
+    "shapes 320x240": lambda: shapes(320, 240),
+    "gradient 96x96": lambda: gradient(96, 96),
+    "noise 123x77": lambda: noise(123, 77, seed=1),
+    "tall 40x150": lambda: shapes(40, 150),
+    "tiny 8x8": lambda: noise(8, 8, seed=2),
+    "exact 64x32": lambda: noise(64, 32, seed=2),
+    "large 2000x1500": lambda: shapes(2000, 1500),
+    "L": lambda: _base().convert("L"),
+    "LA": lambda: _rgba().convert("LA"),
+    "P": lambda: _base().convert("P", palette=Image.Palette.ADAPTIVE, colors=32),
+    "RGBA": _rgba,
+    "CMYK": lambda: _base().convert("CMYK"),
+    "I;16": lambda: Image.fromarray((np.asarray(_base().convert("L"), dtype=np.uint16) * 257).astype(np.uint16)),
+}
+
+
+def varied_images(*names: str) -> dict[str, Image.Image]:
+    """The named test images (gradients, shapes, noise, odd sizes, every PIL mode), built on demand."""
+    return {name: _IMAGES[name]() for name in names}
