@@ -207,15 +207,18 @@ def _base_version(version: Any) -> tuple[int, ...]:
     return tuple(int(n) for n in numbers) or (0,)
 
 
-def merge_model_defaults(config: GenerationConfig, model: GenerationConfig) -> GenerationConfig:
+def merge_model_defaults(
+    config: GenerationConfig, model: GenerationConfig, *, always_merge: bool = False
+) -> GenerationConfig:
     """Fields of ``config`` still at the global default take the model's non-default value.
 
     transformers does this when a pipeline passes its own generation config to ``generate`` and the
     model's generation_config.json was written by transformers >= 4.50; for older files only the
-    special token ids are filled in.
+    special token ids are filled in. ``always_merge`` merges whatever version wrote the file (the ASR
+    pipeline starts from the model's own generation config).
     """
     merged = config.copy()
-    if _base_version(model.extra.get("transformers_version")) >= (4, 50):
+    if always_merge or _base_version(model.extra.get("transformers_version")) >= (4, 50):
         for f in fields(GenerationConfig):
             if f.name == "extra":
                 continue
@@ -238,6 +241,8 @@ def pipeline_generation_config(
     construct_options: Mapping[str, Any],
     task_params: Mapping[str, Any] | None,
     tokenizer_pad_id: int | None,
+    *,
+    always_merge: bool = False,
 ) -> GenerationConfig:
     """The generation config a transformers pipeline holds after construction.
 
@@ -247,7 +252,7 @@ def pipeline_generation_config(
     """
     defaults = GenerationConfig()
     defaults.update(**pipeline_defaults)
-    config = merge_model_defaults(defaults, model)
+    config = merge_model_defaults(defaults, model, always_merge=always_merge)
     config.update(**construct_options)
     default_new = pipeline_defaults.get("max_new_tokens")
     if (

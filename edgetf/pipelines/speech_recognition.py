@@ -105,11 +105,14 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
             self.settings = WhisperSettings.from_extra(self.model_generation.extra)
             self._raw_return_timestamps = self.model_generation.extra.get("return_timestamps")
             # transformers' pipelines merge the model's generation config into theirs whatever version wrote it
-            forced = self.model_generation.copy()
-            forced.extra["transformers_version"] = "4.50.0"
             construct = {k: v for k, v in self._defaults.items() if k in WHISPER_GENERATION_OPTIONS}
             self.generation_config = pipeline_generation_config(
-                forced, PIPELINE_GENERATION_DEFAULTS, construct, None, self.tokenizer.token_id("pad_token")
+                self.model_generation,
+                PIPELINE_GENERATION_DEFAULTS,
+                construct,
+                None,
+                self.tokenizer.token_id("pad_token"),
+                always_merge=True,
             )
             self.time_precision = self.whisper_features.chunk_length / int(config.get("max_source_positions", 1500))
         else:
