@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from benchmarks.common import dir_size_mb  # noqa: E402
+
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 COCO_LABELS = 91  # DETR's COCO head (incl. N/A ids)
 
@@ -223,7 +225,7 @@ def bench(model: Model, work: Path, runs: int, threads: int, log: Callable[[str]
         "preprocess_share_q8": round(median["preprocess"] / median["edgetf_q8"], 4),
         "preprocess_share_fp32": round(median["preprocess"] / median["edgetf_fp32"], 4),
         "bundle_mb": {
-            d: round((bundle / "onnx" / f).stat().st_size / 1e6, 1)
+            d: round(dir_size_mb([bundle / "onnx" / f]), 1)
             for d, f in (("fp32", "model.onnx"), ("q8", "model_quantized.onnx"))
         },
     }

@@ -65,7 +65,9 @@ def peak_rss_self_mb() -> float:
 
 
 def dir_size_mb(paths: list[Path]) -> float:
-    return sum(p.stat().st_size for p in paths if p.is_file()) / 1e6
+    """Size of files, counting each ONNX graph's ``.onnx_data`` weights file with it."""
+    files = [p for p in paths if p.is_file()] + [p.with_name(p.name + "_data") for p in paths]
+    return sum(p.stat().st_size for p in set(files) if p.is_file()) / 1e6
 
 
 def installed_size_mb(dists: list[str]) -> float:

@@ -67,9 +67,10 @@ def dtype_files(bundle: Path) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     suffixes = sorted(DTYPE_SUFFIX.items(), key=lambda kv: -len(kv[1]))  # longest suffix first
     for path in sorted((bundle / "onnx").glob("*.onnx")):
+        data = path.with_name(path.name + "_data")
         for dtype, suffix in suffixes:
             if not suffix or path.stem.endswith(suffix):
-                found.setdefault(dtype, []).append(path)
+                found.setdefault(dtype, []).extend([path, data] if data.is_file() else [path])
                 break
     return found
 

@@ -192,10 +192,18 @@ class Bundle:
         return dict((self.manifest or {}).get("dtypes", {}).get(dtype, {}))
 
     def onnx(self, component: str, dtype: str) -> Path:
-        """Verified path of ``onnx/<component><suffix>.onnx``."""
+        """Verified path of ``onnx/<component><suffix>.onnx`` (and of its ``.onnx_data`` weights, if any)."""
         rel = onnx_filename(component, dtype)
         if not self.has(rel):
             raise DtypeError(f"bundle {self.root} has no {rel} (dtype {dtype!r}); available: {self.dtypes(component)}")
+        data, listed = rel + "_data", (self.manifest or {}).get("files", {})
+        if self.manifest is not None and self.verify != "none" and self.has(data) and data not in listed:
+            raise IntegrityError(
+                f"{data} in {self.root} is not listed in {MANIFEST}; onnxruntime would load weights nobody "
+                "verified: re-export the bundle (or open with verify='none' at your own risk)"
+            )
+        if self.has(data) or data in listed:
+            self.file(data)  # onnxruntime memory-maps it: check it before the session opens
         return self.file(rel)
 
 

@@ -59,7 +59,11 @@ class SessionOptions:
     """How sessions are built. Defaults suit small devices; every field can be overridden.
 
     intra_op_threads: None lets onnxruntime use one thread per physical core.
-    allow_spinning: False keeps idle worker threads from burning CPU between calls.
+    allow_spinning: True (onnxruntime's default) lets worker threads spin briefly after each piece of
+      work instead of sleeping: BERT-base q8 runs 25-30% faster on 2 cores. They park once the spin
+      window ends, so an idle pipeline uses no CPU (measured: 0 ms of CPU over 2 s idle). False saves
+      the spin window's CPU (about 40 ms per BERT-base call on 2 threads) for battery-powered or
+      oversubscribed machines.
     optimized_cache: folder where the graph optimized for this machine is saved and reused, so
       a session does not re-optimize on every start (CPU only; keyed by file, level and machine_tag()).
     """
@@ -67,7 +71,7 @@ class SessionOptions:
     intra_op_threads: int | None = None
     inter_op_threads: int | None = 1
     graph_optimization: str = "all"
-    allow_spinning: bool = False
+    allow_spinning: bool = True
     enable_mem_arena: bool = True
     optimized_cache: str | None = None
     provider_options: Mapping[str, Any] | None = None
@@ -135,6 +139,13 @@ class Session:
             sess_options.graph_optimization_level = _GRAPH_LEVELS["disabled"]
         elif cached is not None:
             sess_options.optimized_model_filepath = str(cached)
+            # weights beside the cached graph too, so the cached file is memory-mapped like the bundle's
+            sess_options.add_session_config_entry(
+                "session.optimized_model_external_initializers_file_name", cached.name + "_data"
+            )
+            sess_options.add_session_config_entry(
+                "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
+            )
         try:
             self._session = ort.InferenceSession(
                 str(load_path), sess_options, providers=providers_for(device, self.options.provider_options)

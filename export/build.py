@@ -11,7 +11,7 @@ from typing import Any
 
 from edgetf.bundle import onnx_filename
 
-from . import convert, manifest, quantize, tiny
+from . import convert, external_data, manifest, quantize, tiny
 from .catalog import Entry
 from .tasks import CheckContext, task_export
 
@@ -67,10 +67,12 @@ def export_entry(
         shutil.rmtree(bundle)
     t0 = time.perf_counter()
     convert.export_onnx(entry, ckpt, bundle)
-    step("exported ONNX with optimum", t0)
-
     spec = task_export(entry.task)
     components = convert.components_for(entry)
+    for comp in components:  # weights beside the graph: onnxruntime memory-maps them
+        external_data.externalize(bundle / onnx_filename(comp, "fp32"))
+    step("exported ONNX with optimum", t0)
+
     reports: dict[str, Any] = {}
     shared_reference: dict[str, Any] = {}
     for dtype in sorted(dtypes, key=lambda d: d != "fp32"):  # fp32 first: the others derive from it
@@ -90,7 +92,9 @@ def export_entry(
                     quant=entry.quantize,
                     default_ops=spec.quant_ops,
                 )
-            report = {"files": [onnx_filename(c, dtype) for c in components], "recipe": recipe}
+                if dtype != "fp32":
+                    external_data.externalize(bundle / onnx_filename(comp, dtype))
+            report = {"files": _dtype_files(bundle, components, dtype), "recipe": recipe}
             if not verify:
                 break  # unverified: keep the first (default) recipe, not the ladder's last
             if verify:
@@ -109,11 +113,22 @@ def export_entry(
     passed = [d for d in dtypes if reports[d].get("passed", not verify)]
     default = next((d for d in ("q8", "int8", "uint8") if d in passed), "fp32")
     extra = spec.manifest_extra(entry, ckpt) if spec.manifest_extra else {}
+    onnx_files = [Path(f) for r in reports.values() for f in r["files"] if f.endswith(".onnx")]
+    external_data.mark_in_config(bundle, [f.name for f in onnx_files if (bundle / f"{f}_data").is_file()])
     manifest.write(bundle, task=entry.task, source=source, dtypes=reports, default_dtype=default, extra=extra)
     failed = [d for d in dtypes if verify and not reports[d].get("passed")]
     status = "failed" if failed else "ok"
     detail = f"parity failed for {', '.join(failed)}" if failed else f"default dtype {default}"
     return Result(entry.name, entry.task, status, detail, time.perf_counter() - start, reports, bundle)
+
+
+def _dtype_files(bundle: Path, components: tuple[str, ...], dtype: str) -> list[str]:
+    """The graph files of a dtype and their ``_data`` weight files."""
+    files = []
+    for comp in components:
+        rel = onnx_filename(comp, dtype)
+        files += [rel, f"{rel}_data"] if (bundle / f"{rel}_data").is_file() else [rel]
+    return files
 
 
 def _summary(parity: dict[str, Any]) -> str:

@@ -40,7 +40,9 @@ def test_layout_and_manifest(built):
         "tokenizer.json",
         "tokenizer_config.json",
         "onnx/model.onnx",
+        "onnx/model.onnx_data",
         "onnx/model_quantized.onnx",
+        "onnx/model_quantized.onnx_data",
         "edgetf.json",
     } <= names
     manifest = built.manifest
@@ -52,6 +54,10 @@ def test_layout_and_manifest(built):
         report = manifest["dtypes"][dtype]
         assert report["passed"] is True and report["parity"]["n"] >= 10
     assert manifest["dtypes"]["q8"]["recipe"]["model"]["preset"]["name"] in ("avx512", "avx2", "arm64")
+    assert manifest["dtypes"]["q8"]["files"] == ["onnx/model_quantized.onnx", "onnx/model_quantized.onnx_data"]
+    # transformers.js fetches <file>_data only where config.json says so
+    flags = json.loads((built.bundle / "config.json").read_text())["transformers.js_config"]["use_external_data_format"]
+    assert flags == {"model.onnx": True, "model_quantized.onnx": True}
     assert {"transformers", "onnxruntime", "optimum"} <= set(manifest["tools"])
 
 
@@ -88,6 +94,25 @@ def test_flipped_byte_is_refused_naming_the_file(copy):
     path.write_bytes(bytes(data))
     pipe = edgetf.pipeline("text-classification", copy, dtype="fp32")  # sizes match; hash checked on first use
     with pytest.raises(IntegrityError, match="onnx/model.onnx.*sha256"):
+        pipe("hello")
+
+
+def test_flipped_byte_in_the_weights_file_is_refused_before_onnxruntime_loads_it(copy):
+    path = copy / "onnx" / "model_quantized.onnx_data"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    pipe = edgetf.pipeline("text-classification", copy, dtype="q8")
+    with pytest.raises(IntegrityError, match="onnx/model_quantized.onnx_data.*sha256"):
+        pipe("hello")
+
+
+def test_weights_file_not_in_the_manifest_is_refused(copy):
+    manifest = json.loads((copy / "edgetf.json").read_text())
+    del manifest["files"]["onnx/model.onnx_data"]
+    (copy / "edgetf.json").write_text(json.dumps(manifest))
+    pipe = edgetf.pipeline("text-classification", copy, dtype="fp32")
+    with pytest.raises(IntegrityError, match="model.onnx_data .* is not listed"):
         pipe("hello")
 
 
@@ -173,7 +198,8 @@ def test_onnx_community_folder_without_manifest(built, tmp_path):
     (folder / "onnx").mkdir(parents=True)
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(built.bundle / name, folder / name)
-    shutil.copy(built.bundle / "onnx" / "model_quantized.onnx", folder / "onnx" / "model_quantized.onnx")
+    for name in ("model_quantized.onnx", "model_quantized.onnx_data"):
+        shutil.copy(built.bundle / "onnx" / name, folder / "onnx" / name)
     pipe = edgetf.pipeline(None, folder)
     assert (pipe.task, pipe.dtype) == ("text-classification", "q8")
     reference = edgetf.pipeline(None, built.bundle, dtype="q8")
