@@ -135,8 +135,12 @@ def quantize_q8(
             # Weight-normed convs (Wav2Vec2) compute their weight in the graph; pre-processing folds it.
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
+            import onnx
+
+            inline = Path(tmp) / "inline.onnx"  # its optimizer copies the graph alone to a temp folder
+            onnx.save(onnx.load(str(src)), str(inline))
             model_in = Path(tmp) / "pre.onnx"
-            quant_pre_process(str(src), str(model_in), skip_symbolic_shape=True)
+            quant_pre_process(str(inline), str(model_in), skip_symbolic_shape=True)
         quantize_dynamic(
             str(model_in),
             str(dst),
