@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import rect_mask
 from PIL import Image
 
 from edgetf.errors import InvalidInputError
@@ -32,14 +33,6 @@ from edgetf.vision.samples import gradient
 
 def pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.int16)
-
-
-def rect_mask(shape: tuple[int, int], rect: tuple[int, int, int, int], grow: int = 0) -> np.ndarray:
-    """Bool (h, w) mask of an inclusive rect, grown by ``grow`` pixels on every side."""
-    mask = np.zeros(shape, dtype=bool)
-    x0, y0, x1, y1 = rect
-    mask[max(y0 - grow, 0) : y1 + grow + 1, max(x0 - grow, 0) : x1 + grow + 1] = True
-    return mask
 
 
 def perimeter(rect: tuple[int, int, int, int]) -> list[tuple[int, int]]:
