@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import Bundle, available_providers, bundle_task, pipeline
-from .errors import EdgetfError
+from . import Bundle, available_providers, bundle_task, pipeline, supported_tasks
+from .errors import EdgetfError, InvalidInputError
+from .tasks import pipeline_class
 
 
 def to_jsonable(value: Any) -> Any:
@@ -40,12 +41,118 @@ def _parse_option(text: str) -> tuple[str, Any]:
         return key, raw
 
 
+def tasks_with(attribute: str) -> list[str]:
+    """The supported tasks whose pipeline class has ``attribute`` (for error messages)."""
+    return [task for task in supported_tasks() if hasattr(pipeline_class(task), attribute)]
+
+
+def check_run_flags(args: argparse.Namespace, pipe: Any) -> None:
+    """Refuse --save, --timestamps, --stream on a task that cannot honour them, before the model runs."""
+    from .vision.draw import DRAWERS
+
+    if args.save is not None and pipe.task not in DRAWERS:
+        raise InvalidInputError(f"--save draws the output of {', '.join(DRAWERS)}; {pipe.task} has no picture")
+    if args.save is not None:
+        check_save_path(Path(args.save))
+    if args.timestamps and not hasattr(pipe, "timestamps_option"):
+        raise InvalidInputError(
+            f"--timestamps applies to {', '.join(tasks_with('timestamps_option'))}, not {pipe.task}"
+        )
+    if args.stream and not hasattr(pipe, "stream"):
+        raise InvalidInputError(f"--stream applies to {', '.join(tasks_with('stream'))}, not {pipe.task}")
+    if args.stream and args.json:
+        raise InvalidInputError("--stream writes plain text as it is generated; drop --json (or --stream)")
+
+
+def check_save_path(path: Path) -> None:
+    """An image format Pillow can write, in an existing folder."""
+    from PIL import Image
+
+    Image.init()
+    suffix = path.suffix.lower()
+    if Image.registered_extensions().get(suffix) not in Image.SAVE:
+        raise InvalidInputError(f"--save {str(path)!r}: name the picture with an image extension (.png, .jpg, .webp)")
+    if not path.parent.is_dir():
+        raise InvalidInputError(f"--save {str(path)!r}: folder {str(path.parent)!r} does not exist")
+
+
+def numbered(path: Path, index: int) -> Path:
+    """Where the picture of input ``index`` goes: ``out.png`` for the first, then ``out-1.png``, ``out-2.png`` ..."""
+    return path if index == 0 else path.with_name(f"{path.stem}-{index}{path.suffix}")
+
+
+def save_pictures(task: str, items: list[Any], outputs: list[Any], path: Path) -> list[Path]:
+    """Draw each output over its input image (loaded as the pipeline loads it) and save it; the paths written."""
+    from .vision.draw import DRAWERS
+    from .vision.image import load_image
+
+    written = []
+    for i, (item, output) in enumerate(zip(items, outputs)):
+        target = numbered(path, i)
+        picture = DRAWERS[task](load_image(item), output)
+        try:
+            picture.save(target)
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"--save: cannot write {str(target)!r}: {exc}") from exc
+        written.append(target)
+    return written
+
+
+def clock(seconds: float | None) -> str:
+    """``[hh:]mm:ss.cc``; None (a segment still open at the end of the audio) as ``...``."""
+    if seconds is None:
+        return "..."
+    minutes, centis = divmod(round(float(seconds) * 100), 6000)
+    hours, minutes = divmod(minutes, 60)
+    text = f"{minutes:02d}:{centis // 100:02d}.{centis % 100:02d}"
+    return f"{hours:d}:{text}" if hours else text
+
+
+def timestamp_lines(output: dict[str, Any]) -> list[str]:
+    """One ``[start --> end]  text`` line per chunk of an ASR output (whitespace in the text collapsed)."""
+    chunks = output.get("chunks")
+    if chunks is None:
+        raise InvalidInputError("--timestamps: the output has no chunks (was return_timestamps set to false?)")
+    lines = []
+    for chunk in chunks:
+        start, end = chunk["timestamp"]
+        lines.append(f"[{clock(start)} --> {clock(end)}]  {' '.join(chunk['text'].split())}".rstrip())
+    return lines
+
+
+def stream_text(pipe: Any, prompts: list[str], options: dict[str, Any]) -> None:
+    """Write each prompt's generated text to stdout piece by piece (flushed), a newline after each."""
+    for prompt in prompts:
+        for piece in pipe.stream(prompt, **options):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     pipe = pipeline(None if args.task == "auto" else args.task, args.bundle, dtype=args.dtype, device=args.device)
+    check_run_flags(args, pipe)
     inputs = pipe.cli_inputs(args.inputs)
+    items = inputs if isinstance(inputs, list) else [inputs]
     options = dict(args.option or [])
+    if args.stream:
+        stream_text(pipe, items, options)
+        return 0
+    if args.timestamps:
+        options.setdefault("return_timestamps", pipe.timestamps_option())
     output = pipe(inputs, **options)
+    results = output if isinstance(inputs, list) else [output]
+    if args.timestamps and not args.json:
+        blocks = [timestamp_lines(result) for result in results]
+        if len(blocks) > 1:
+            blocks = [[f"# {name}", *lines] for name, lines in zip(args.inputs, blocks)]
+        print("\n\n".join("\n".join(lines) for lines in blocks))
+        return 0
     print(json.dumps(to_jsonable(output), ensure_ascii=False, indent=2))
+    if args.save is not None:
+        for written in save_pictures(pipe.task, items, results, Path(args.save)):
+            print(f"saved {written}", file=sys.stderr)
     return 0
 
 
@@ -110,7 +217,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgetf", description="run exported bundles with onnxruntime")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a task on inputs and print the output as JSON")
+    run = sub.add_parser("run", help="run a task on inputs and print the output as JSON (or draw, stream ...)")
     run.add_argument("task", help="task name, or 'auto' for the bundle's own")
     run.add_argument("bundle")
     run.add_argument("inputs", nargs="+", help="texts, or file paths for audio/image tasks")
@@ -122,6 +229,22 @@ def main(argv: list[str] | None = None) -> int:
         type=_parse_option,
         metavar="KEY=VALUE",
         help="pipeline option, value parsed as JSON when it can be (repeatable)",
+    )
+    run.add_argument(
+        "--save",
+        metavar="PICTURE",
+        help="object-detection, image-segmentation, depth-estimation: also draw the output over the input "
+        "image and save it (several inputs: PICTURE, then PICTURE-1, PICTURE-2 ... before the extension)",
+    )
+    run.add_argument(
+        "--timestamps",
+        action="store_true",
+        help="automatic-speech-recognition: print one '[start --> end]  text' line per segment (Whisper) "
+        "or word (CTC) instead of JSON",
+    )
+    run.add_argument("--json", action="store_true", help="with --timestamps: print the JSON output (with its chunks)")
+    run.add_argument(
+        "--stream", action="store_true", help="text-generation: write the new text as it is generated, not JSON"
     )
     run.set_defaults(func=cmd_run)
     info = sub.add_parser("info", help="manifest summary and available providers")

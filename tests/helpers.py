@@ -1,4 +1,4 @@
-"""Test helpers shared across task test files: a structural comparator and the varied image set."""
+"""Test helpers shared across task test files: a structural comparator, the varied image set, rect masks."""
 
 from __future__ import annotations
 
@@ -52,3 +52,11 @@ _IMAGES: dict[str, Callable[[], Image.Image]] = {
 def varied_images(*names: str) -> dict[str, Image.Image]:
     """The named test images (gradients, shapes, noise, odd sizes, every PIL mode), built on demand."""
     return {name: _IMAGES[name]() for name in names}
+
+
+def rect_mask(shape: tuple[int, int], rect: tuple[int, int, int, int], grow: int = 0) -> np.ndarray:
+    """Bool (height, width) mask of an inclusive (x0, y0, x1, y1) rect, grown by ``grow`` pixels on every side."""
+    mask = np.zeros(shape, dtype=bool)
+    x0, y0, x1, y1 = rect
+    mask[max(y0 - grow, 0) : y1 + grow + 1, max(x0 - grow, 0) : x1 + grow + 1] = True
+    return mask

@@ -128,6 +128,11 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
     def cli_inputs(self, args: list[str]) -> Any:
         return args[0] if len(args) == 1 else list(args)
 
+    def timestamps_option(self) -> bool | str:
+        """The ``return_timestamps`` value that gives timestamped text chunks for this model:
+        True (segments) for Whisper, "word" for CTC (`python -m edgetf run ... --timestamps`)."""
+        return True if self.is_whisper else "word"
+
     # -- features -----------------------------------------------------------------------------------------
     def features(self, samples: np.ndarray) -> np.ndarray:
         """Model input features of 1-D float audio at the model's rate (log-Mel for Whisper, else the
