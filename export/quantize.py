@@ -133,9 +133,8 @@ def quantize_q8(
         model_in = src
         if preprocess:
             # Weight-normed convs (Wav2Vec2) compute their weight in the graph; pre-processing folds it.
-            from onnxruntime.quantization.shape_inference import quant_pre_process
-
             import onnx
+            from onnxruntime.quantization.shape_inference import quant_pre_process
 
             inline = Path(tmp) / "inline.onnx"  # its optimizer copies the graph alone to a temp folder
             onnx.save(onnx.load(str(src)), str(inline))
