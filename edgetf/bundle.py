@@ -4,6 +4,7 @@ A bundle has the onnx-community / transformers.js layout::
 
     config.json, tokenizer.json, preprocessor_config.json, generation_config.json, ...
     onnx/<component><suffix>.onnx      e.g. onnx/model_quantized.onnx, onnx/encoder_model.onnx
+    onnx/<component><suffix>.onnx_data its weights (optional; memory-mapped by onnxruntime)
     edgetf.json                         manifest written by ``python -m export`` (optional)
 
 A folder without ``edgetf.json`` still loads: the task comes from ``config.json`` and no
