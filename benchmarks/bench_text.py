@@ -117,6 +117,7 @@ def worker(name: str, ckpt: Path, bundle: Path, threads: int, runs: int) -> None
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
+        so.enable_mem_pattern = False  # edgetf's session settings: the floor isolates the pipeline's own work
         sess = ort.InferenceSession(str(bundle / "onnx" / file_name), so, providers=["CPUExecutionProvider"])
         feeds1 = {i.name: np.ones((1, SEQ), np.int64) for i in sess.get_inputs()}
         feeds8 = {i.name: np.ones((8, SEQ), np.int64) for i in sess.get_inputs()}
