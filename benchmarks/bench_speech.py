@@ -1,16 +1,26 @@
-"""Speech speed: edgetf (fp32, q8) vs the transformers pipeline on the same audio, each in its own process.
+"""Speech speed: edgetf (fp32, q8) vs transformers, optimum ORTModel and bare onnxruntime, each in its own process.
 
     python benchmarks/bench_speech.py                 # Whisper-base and Wav2Vec2-base sizes (random weights)
     python benchmarks/bench_speech.py --quick         # the tiny catalog recipes, 10 s of audio: a smoke run
     python benchmarks/bench_speech.py --json out.json --threads 2
 
-Reports, per model and contender: wall time of one pipeline call on the clip (median of --runs after a
-warm-up), real-time factor (RTF = seconds of compute per second of audio), speed-up over transformers
-fp32, feature-extraction time and its share of the call, peak RSS of the process (model load
-included), and whether the text equals transformers' (same tokens). Whisper runs the ASR pipeline's
-defaults (5 beams, language detection) with a fixed ``max_new_tokens``; random weights never emit EOS,
-so every contender generates the same number of tokens. The machine may be shared: compare ratios.
-Needs the export extra (torch, transformers, optimum) for the reference and to build the models.
+Contenders: the transformers pipeline on the checkpoint (PyTorch fp32); optimum's ORTModel
+(``ORTModelForCTC``, ``ORTModelForSpeechSeq2Seq`` on the encoder + merged decoder) on the bundle's own
+ONNX files inside the transformers pipeline; ``edgetf.pipeline``; and, for Wav2Vec2 CTC only, bare
+onnxruntime: one session with edgetf's settings run on ``input_values`` made beforehand, the floor for
+edgetf (for Whisper a bare ``run`` is not a generation loop, so there is no such floor; the row says so).
+
+Reports, per model and contender: wall time of one pipeline call on the clip (median and p95 of --runs
+after a warm-up, over --rounds processes), real-time factor (RTF = seconds of compute per second of
+audio), time relative to transformers, cold start (process spawn to the first result: imports, model
+load, first call), model load time, peak RSS of the process (VmHWM, model load included), size on
+disk of the files loaded, feature-extraction time and its share of the call, edgetf's overhead over
+bare onnxruntime ((edgetf - bare) / edgetf, against the bare process and, interleaved in the edgetf
+process, its own session's bare run), and whether the text equals transformers' (same tokens).
+Whisper runs the ASR pipeline's defaults (5 beams, language detection) with a fixed ``max_new_tokens``;
+random weights never emit EOS, so every contender generates the same number of tokens. The machine
+may be shared: compare ratios. Needs the export extra (torch, transformers, optimum) for the reference
+and to build the models.
 """
 
 from __future__ import annotations
@@ -19,18 +29,31 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's edgetf and export, not an installed copy
-CONTENDERS = ("transformers-fp32", "edgetf-fp32", "edgetf-q8")
+
+from benchmarks.common import dir_size_mb, p95, peak_rss_self_mb, table  # noqa: E402
+
+CONTENDERS = (
+    "transformers-fp32",
+    "optimum-fp32",
+    "edgetf-fp32",
+    "bare-fp32",
+    "optimum-q8",
+    "edgetf-q8",
+    "bare-q8",
+)
 TASK = "automatic-speech-recognition"
+SUFFIX = {"fp32": "", "q8": "_quantized"}
+NO_BARE_WHISPER = "no bare floor for Whisper: one session.run is not a generation loop"
 
 WHISPER_BASE = {
     "model_type": "whisper",
@@ -105,16 +128,44 @@ def clip(seconds: float) -> Any:
 
 
 # -- workers (one process each) ---------------------------------------------------------------------------
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. VmHWM, since ru_maxrss survives exec() and would report the
-    parent's peak when that was larger."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
+def onnx_files(bundle: Path, dtype: str) -> list[Path]:
+    """The ONNX graphs a contender loads: the CTC model, or Whisper's encoder and merged decoder."""
+    names = ("encoder_model", "decoder_model_merged") if is_whisper(bundle) else ("model",)
+    return [bundle / "onnx" / f"{n}{SUFFIX[dtype]}.onnx" for n in names]
+
+
+def is_whisper(bundle: Path) -> bool:
+    return json.loads((bundle / "config.json").read_text()).get("model_type") == "whisper"
+
+
+def optimum_view(bundle: Path, dtype: str, folder: Path) -> Path:
+    """A folder optimum can load ``dtype``'s Whisper graphs from: the same files, hard-linked under optimum's
+    standard names. ORTModelForSpeechSeq2Seq finds the merged decoder only by its standard name; given a
+    ``decoder_file_name`` it also wants a ``decoder_with_past`` file, which bundles do not have."""
+    if dtype == "fp32" or not is_whisper(bundle):
+        return bundle
+    view = folder / f".optimum-{bundle.name}-{dtype}"
+    (view / "onnx").mkdir(parents=True, exist_ok=True)
+    links = {view / f.name: f for f in bundle.iterdir() if f.is_file()}
+    for graph in onnx_files(bundle, dtype):
+        links[view / "onnx" / graph.name.replace(SUFFIX[dtype], "")] = graph
+        data = graph.with_name(graph.name + "_data")  # external weights keep the name the graph refers to
+        if data.is_file():
+            links[view / "onnx" / data.name] = data
+    for link, target in links.items():
+        link.unlink(missing_ok=True)
+        try:
+            os.link(target, link)
+        except OSError:
+            link.symlink_to(target)
+    return view
+
+
+def session_options(threads: int) -> Any:
+    """onnxruntime options exactly as edgetf builds them (intra-op threads given, inter-op 1)."""
+    from edgetf.session import SessionOptions, _ort_options
+
+    return _ort_options("cpu", SessionOptions(intra_op_threads=threads, inter_op_threads=1))
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -123,51 +174,110 @@ def worker(args: argparse.Namespace) -> None:
     audio = np.load(args.audio)
     options = json.loads(args.options)
     threads = args.threads
+    kind, _, dtype = args.worker.partition("-")
+    bundle = Path(args.bundle)
+    features: Callable[[], Any] | None = None
+    bare: Callable[[], Any] | None = None  # edgetf's own session on pre-made feeds (CTC), interleaved
     t_load = time.perf_counter()
-    if args.worker.startswith("transformers"):
+    if kind in ("transformers", "optimum"):
         import torch
         import transformers
 
         torch.set_num_threads(threads)
-        pipe = transformers.pipeline(TASK, model=args.checkpoint, device="cpu")
+        if kind == "transformers":
+            pipe = transformers.pipeline(TASK, model=args.checkpoint, device="cpu")
+        else:
+            from optimum.onnxruntime import ORTModelForCTC, ORTModelForSpeechSeq2Seq
+
+            so = session_options(threads)
+            if is_whisper(bundle):  # a standard-name view of the bundle (see optimum_view)
+                model = ORTModelForSpeechSeq2Seq.from_pretrained(bundle, subfolder="onnx", session_options=so)
+            else:
+                model = ORTModelForCTC.from_pretrained(
+                    bundle, subfolder="onnx", file_name=f"model{SUFFIX[dtype]}.onnx", session_options=so
+                )
+                # optimum-onnx 0.1.0's ORTModelForCTC lacks the attribute transformers' ASR pipeline reads
+                if not hasattr(model, "main_input_name"):
+                    model.main_input_name = "input_values"
+            pipe = transformers.pipeline(
+                TASK,
+                model=model,
+                tokenizer=transformers.AutoTokenizer.from_pretrained(bundle),
+                feature_extractor=transformers.AutoFeatureExtractor.from_pretrained(bundle),
+            )
         fe = pipe.feature_extractor
 
         def features() -> Any:
             return fe(audio, sampling_rate=16000, return_tensors="pt")
-    else:
+
+        def call() -> Any:
+            return pipe(audio.copy(), **options)
+    elif kind == "edgetf":
         import edgetf
         from edgetf.session import SessionOptions
 
-        dtype = args.worker.split("-", 1)[1]
         opts = SessionOptions(intra_op_threads=threads, inter_op_threads=1)
-        pipe = edgetf.pipeline(TASK, args.bundle, dtype=dtype, session_options=opts, verify="none")
+        pipe = edgetf.pipeline(TASK, bundle, dtype=dtype, session_options=opts, verify="none")
 
         def features() -> Any:
             return pipe.features(audio)
 
+        def call() -> Any:
+            return pipe(audio.copy(), **options)
+
+        if not is_whisper(bundle):
+            sess = pipe.session()
+            values = pipe.features(audio)[None]
+            ready = {"input_values": values, "attention_mask": np.ones(values.shape, np.int64)}
+            ready = {name: ready[name] for name in sess.inputs}
+
+            def bare() -> Any:
+                return sess.ort_session.run(["logits"], ready)
+    else:  # bare onnxruntime: the CTC graph on input_values made beforehand by edgetf's feature code
+        import onnxruntime as ort
+
+        import edgetf
+
+        prep = edgetf.pipeline(TASK, bundle, dtype=dtype, verify="none")  # features only: no session opened
+        (path,) = onnx_files(bundle, dtype)
+        session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        values = prep.features(audio)[None]
+        feeds = {"input_values": values, "attention_mask": np.ones(values.shape, np.int64)}
+        feeds = {i.name: feeds[i.name] for i in session.get_inputs()}
+
+        def call() -> Any:
+            return session.run(["logits"], feeds)
+
     load_s = time.perf_counter() - t_load
-    out = pipe(audio.copy(), **options)  # warm-up (also opens lazy sessions)
-    times = []
+    out = call()  # warm-up (also opens lazy sessions)
+    first_result_at = time.time()
+    times, bare_times = [], []
     for _ in range(args.runs):
         t0 = time.perf_counter()
-        out = pipe(audio.copy(), **options)
+        out = call()
         times.append(time.perf_counter() - t0)
+        if bare is not None:
+            t0 = time.perf_counter()
+            bare()
+            bare_times.append(time.perf_counter() - t0)
     fe_times = []
-    for _ in range(max(3, args.runs)):
+    for _ in range(max(3, args.runs) if features else 0):
         t0 = time.perf_counter()
         features()
         fe_times.append(time.perf_counter() - t0)
     tokens = None
-    if not args.worker.startswith("transformers"):
+    if kind == "edgetf":
         tokens = int(sum(len(t) for t in pipe.token_ids(audio, **options)))
     result = {
         "load_s": load_s,
+        "first_result_at": first_result_at,
         "median_s": statistics.median(times),
         "runs_s": times,
-        "features_s": statistics.median(fe_times),
-        "text": out["text"],
+        "bare_in_process_runs_s": bare_times or None,
+        "features_s": statistics.median(fe_times) if fe_times else None,
+        "text": out["text"] if isinstance(out, dict) else None,
         "tokens": tokens,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_rss_self_mb(),
     }
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -192,23 +302,34 @@ def run_worker(name: str, model: str, bundle: Path, ckpt: Path, audio: Path, opt
         str(args.runs),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+    spawned = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=3600)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         return {"model": model, "contender": name, "error": (proc.stderr or proc.stdout)[-1500:]}
-    return {"model": model, "contender": name, **json.loads(lines[-1][len("RESULT ") :])}
+    result = json.loads(lines[-1][len("RESULT ") :])
+    result["cold_start_s"] = result.pop("first_result_at") - spawned
+    return {"model": model, "contender": name, **result}
 
 
 # -- report -----------------------------------------------------------------------------------------------
 def merge_rounds(results: list[dict]) -> dict:
-    """One row per contender: median over rounds of each round's median; peak RSS is the largest seen."""
+    """One row per contender: median over rounds of each round's median (and cold start, load); p95 over all
+    timed calls; peak RSS is the largest seen."""
     ok = [r for r in results if "error" not in r]
     if not ok:
         return results[0]
     row = dict(ok[0])
-    row["median_s"] = statistics.median(r["median_s"] for r in ok)
-    row["features_s"] = statistics.median(r["features_s"] for r in ok)
+    for key in ("median_s", "features_s", "cold_start_s", "load_s"):
+        values = [r[key] for r in ok if r.get(key) is not None]
+        row[key] = statistics.median(values) if values else None
     row["runs_s"] = [t for r in ok for t in r["runs_s"]]
+    row["p95_s"] = p95(row["runs_s"])
+    bare = [t for r in ok for t in r.get("bare_in_process_runs_s") or []]
+    row["bare_in_process_runs_s"] = bare or None
+    if bare:
+        calls = statistics.median(row["runs_s"])
+        row["overhead_in_process"] = (calls - statistics.median(bare)) / calls
     row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in ok)
     row["rounds"] = len(ok)
     return row
@@ -221,33 +342,49 @@ def summarize(rows: list[dict], seconds: float) -> None:
     for contenders in by_model.values():
         base = contenders.get("transformers-fp32", {})
         for row in contenders.values():
-            if "error" in row:
+            if "median_s" not in row:
                 continue
             row["audio_s"] = seconds
             row["rtf"] = row["median_s"] / seconds
-            row["features_share"] = row["features_s"] / row["median_s"]
+            if row.get("features_s") is not None:
+                row["features_share"] = row["features_s"] / row["median_s"]
             if "median_s" in base:
+                row["vs_transformers"] = row["median_s"] / base["median_s"]
                 row["speedup_vs_transformers_fp32"] = base["median_s"] / row["median_s"]
-                row["text_equals_transformers"] = row["text"] == base["text"]
+                if row.get("text") is not None:
+                    row["text_equals_transformers"] = row["text"] == base["text"]
+            bare = contenders.get("bare-" + row["contender"].partition("-")[2], {})
+            if row["contender"].startswith("edgetf") and "median_s" in bare:
+                row["overhead_vs_bare"] = (row["median_s"] - bare["median_s"]) / row["median_s"]
 
 
-def table(rows: list[dict]) -> str:
-    head = (
-        f"{'model':22} {'contender':18} {'call s':>8} {'RTF':>7} {'x tf32':>7} {'feat ms':>8} "
-        f"{'feat %':>7} {'RSS MB':>8} {'tokens':>7} {'same text':>9}"
-    )
-    lines = [head, "-" * len(head)]
+COLUMNS = [
+    ("model", "model", ""),
+    ("contender", "contender", ""),
+    ("median_s", "median s", ".3f"),
+    ("p95_s", "p95 s", ".3f"),
+    ("rtf", "RTF", ".4f"),
+    ("vs_transformers", "× transformers time", ".2f"),
+    ("cold_start_s", "cold start s", ".2f"),
+    ("load_s", "load s", ".2f"),
+    ("peak_rss_mb", "peak RSS MB", ".0f"),
+    ("size_mb", "on disk MB", ".1f"),
+    ("overhead_vs_bare", "overhead vs bare", ".1%"),
+    ("overhead_in_process", "overhead vs bare (in-process)", ".1%"),
+    ("features_share", "features share", ".1%"),
+    ("tokens", "tokens", ""),
+    ("text_equals_transformers", "same text", ""),
+]
+
+
+def notes(rows: list[dict]) -> list[str]:
+    out = []
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['model']:22} {r['contender']:18} ERROR {r['error'].splitlines()[-1][:80]}")
-            continue
-        lines.append(
-            f"{r['model']:22} {r['contender']:18} {r['median_s']:8.3f} {r['rtf']:7.4f} "
-            f"{r.get('speedup_vs_transformers_fp32', float('nan')):7.2f} {r['features_s'] * 1000:8.1f} "
-            f"{r['features_share'] * 100:6.1f}% {r['peak_rss_mb']:8.0f} {str(r.get('tokens') or '-'):>7} "
-            f"{str(r.get('text_equals_transformers', '-')):>9}"
-        )
-    return "\n".join(lines)
+            out.append(f"- {r['model']} / {r['contender']}: ERROR {r['error'].strip().splitlines()[-1][:200]}")
+        elif r.get("note"):
+            out.append(f"- {r['model']} / {r['contender']}: {r['note']}")
+    return out
 
 
 def main() -> None:
@@ -283,19 +420,35 @@ def main() -> None:
     audio_path = folder / f"clip-{seconds:g}s.npy"
     np.save(audio_path, clip(seconds))
     rows = []
+    started = time.perf_counter()
     for model, entry in entries(args.quick).items():
         if args.only and model not in args.only:
             continue
         bundle, ckpt = prepare(entry, folder)
         options = {"max_new_tokens": max_new} if model == "whisper" else {}
-        rounds: dict[str, list[dict]] = {name: [] for name in args.contenders}
+        names = list(args.contenders)
+        skipped = [n for n in names if n.startswith("bare") and model == "whisper"]
+        names = [n for n in names if n not in skipped]
+        where = {
+            n: optimum_view(bundle, n.partition("-")[2], folder) if n.startswith("optimum") else bundle for n in names
+        }
+        rounds: dict[str, list[dict]] = {name: [] for name in names}
         for index in range(args.rounds):  # contenders interleaved, so load drift on a shared machine hits all
-            for name in args.contenders:
+            for name in names:
                 print(f"round {index + 1}/{args.rounds}: {model} / {name} ...", file=sys.stderr, flush=True)
-                rounds[name].append(run_worker(name, entry.name, bundle, ckpt, audio_path, options, args))
-        rows.extend(merge_rounds(results) for results in rounds.values())
+                rounds[name].append(run_worker(name, entry.name, where[name], ckpt, audio_path, options, args))
+        merged = {name: merge_rounds(results) for name, results in rounds.items()}
+        merged.update({n: {"model": entry.name, "contender": n, "note": NO_BARE_WHISPER} for n in skipped})
+        for name in args.contenders:
+            dtype = name.partition("-")[2]
+            size = dir_size_mb(list(ckpt.iterdir())) if name.startswith("transformers") else None
+            merged[name]["size_mb"] = size or dir_size_mb(onnx_files(bundle, dtype))
+            rows.append(merged[name])
     summarize(rows, seconds)
-    print(table(rows))
+    print(f"\nspeech, {seconds:g} s clip, {args.threads} threads, {args.rounds} round(s) x {args.runs} run(s)")
+    print(table(rows, COLUMNS))
+    print("\n".join(notes(rows)))
+    print(f"({time.perf_counter() - started:.0f} s)")
     doc = {
         "benchmark": "speech",
         "quick": args.quick,
@@ -305,6 +458,7 @@ def main() -> None:
         "audio_seconds": seconds,
         "whisper_max_new_tokens": max_new,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "seconds": time.perf_counter() - started,
         "results": [{k: v for k, v in r.items() if k != "text"} for r in rows],
     }
     text = json.dumps(doc, indent=2)

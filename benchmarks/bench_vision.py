@@ -1,4 +1,4 @@
-"""Vision latency: edgetf (fp32 and q8) against the transformers pipeline, on realistic-size random weights.
+"""Vision latency: edgetf q8/fp32 vs transformers, optimum ORTModel and bare onnxruntime, realistic-size random weights.
 
     python benchmarks/bench_vision.py            # ViT-base, ConvNeXT-tiny, DETR-ResNet-50, GLPN, Mask2Former-Swin-tiny
     python benchmarks/bench_vision.py --quick    # ViT-base and ConvNeXT-tiny, fewer runs
@@ -6,11 +6,23 @@
 
 Each model is built once with random weights at its real architecture (same configs as the hub
 checkpoints, no download), exported with ``python -m export``'s own code to fp32 and q8 bundles
-(cached under --work), and timed end to end on the same 640x480 photo-like PIL image: the
-transformers pipeline (fp32, PyTorch), edgetf fp32 and edgetf q8, interleaved run by run so a busy
-machine slows all three alike; the median is reported. ``preprocess`` is edgetf's image loading and
-processing alone (RGB conversion, resize, normalise, batch), shown as a share of edgetf's q8 total.
-Both runtimes get the same thread count. Numbers are ratios on this machine, not absolutes.
+(cached under --work), and timed end to end at batch 1 on the same 640x480 photo-like PIL image.
+Contenders, each in its own process with the same thread count (benchmarks/common.py ``run_worker``):
+
+- ``transformers``: the transformers pipeline on the checkpoint (PyTorch fp32);
+- ``optimum-fp32/q8``: optimum's ORTModel on the bundle's own ONNX file inside the transformers
+  pipeline, where optimum-onnx has a class for the task (image classification only; the others say why);
+- ``edgetf-fp32/q8``: ``edgetf.pipeline`` with default options;
+- ``bare-fp32/q8``: one ``onnxruntime.InferenceSession`` on the same file with edgetf's session
+  settings, run on the pixel values edgetf's preprocessing made beforehand: the floor for edgetf.
+
+Per contender: median and p95 latency, time relative to transformers, cold start (process spawn to
+first result: imports, model load, first call), peak RSS of its own process (VmHWM) and the size on
+disk of what it loads. For edgetf, ``overhead vs bare`` is (edgetf - bare) / edgetf against the bare
+contender's process; since separate processes on a busy machine drift apart, the edgetf worker also
+times its own session's bare ``run`` on pre-made feeds interleaved with its calls (``in-process``),
+and its preprocessing alone (image conversion, resize, normalise, batch) as a share of the call.
+Numbers are ratios on this machine, not absolutes.
 """
 
 from __future__ import annotations
@@ -19,7 +31,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -32,10 +43,19 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from benchmarks.common import dir_size_mb  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    dir_size_mb,
+    run_worker,
+    table,
+    timed,
+    timed_interleaved,
+    worker_result,
+)
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 COCO_LABELS = 91  # DETR's COCO head (incl. N/A ids)
+CONTENDERS = ("transformers", "optimum-fp32", "edgetf-fp32", "bare-fp32", "optimum-q8", "edgetf-q8", "bare-q8")
+FILES = {"fp32": "model.onnx", "q8": "model_quantized.onnx"}
 
 
 @dataclass
@@ -47,6 +67,9 @@ class Model:
     processor: Callable[[], Any]
     note: str = ""
     call: dict[str, Any] = field(default_factory=dict)
+    optimum: str | None = None  # optimum.onnxruntime class that fits the task, if any
+    no_optimum: str = ""  # why there is none
+    runs: int = 10  # timed runs per contender in a full run (the slow models get fewer)
 
 
 def _labels(n: int) -> dict[str, Any]:
@@ -109,7 +132,14 @@ def _processor(name: str, **kwargs: Any) -> Callable[[], Any]:
 MODELS = {
     m.name: m
     for m in (
-        Model("vit-base", "image-classification", "ViTForImageClassification", _vit, _processor("ViTImageProcessor")),
+        Model(
+            "vit-base",
+            "image-classification",
+            "ViTForImageClassification",
+            _vit,
+            _processor("ViTImageProcessor"),
+            optimum="ORTModelForImageClassification",
+        ),
         Model(
             "convnext-tiny",
             "image-classification",
@@ -122,6 +152,7 @@ MODELS = {
                 image_mean=IMAGENET_MEAN,
                 image_std=IMAGENET_STD,
             ),
+            optimum="ORTModelForImageClassification",
         ),
         Model(
             "detr-resnet-50",
@@ -130,8 +161,19 @@ MODELS = {
             _detr,
             _processor("DetrImageProcessor"),
             note="transformers ResNet-50 backbone; 640x480 -> 1066x800",
+            no_optimum="optimum-onnx 0.1.0 has no ORTModel class for object detection",
+            runs=3,
         ),
-        Model("glpn-nyu", "depth-estimation", "GLPNForDepthEstimation", _glpn, _processor("GLPNImageProcessor")),
+        Model(
+            "glpn-nyu",
+            "depth-estimation",
+            "GLPNForDepthEstimation",
+            _glpn,
+            _processor("GLPNImageProcessor"),
+            no_optimum="optimum-onnx 0.1.0 has no ORTModel class for depth estimation "
+            "(ORTModelForImageToImage is super-resolution: it returns `reconstruction`, not `predicted_depth`)",
+            runs=3,
+        ),
         Model(
             "mask2former-swin-tiny",
             "image-segmentation",
@@ -139,6 +181,9 @@ MODELS = {
             _mask2former,
             _processor("Mask2FormerImageProcessor", size={"height": 384, "width": 384}),
             note="traced and run at 384x384",
+            no_optimum="optimum-onnx 0.1.0 has no class for universal (panoptic) segmentation: "
+            "ORTModelForSemanticSegmentation returns one `logits` map, not Mask2Former's class and mask queries",
+            runs=3,
         ),
     )
 }
@@ -147,26 +192,30 @@ QUICK = ("vit-base", "convnext-tiny")
 
 def build(model: Model, work: Path, log: Callable[[str], None]) -> tuple[Path, Path]:
     """Random-weight checkpoint and its fp32 + q8 bundle (cached in ``work``)."""
-    import torch
-    import transformers
-
-    from export.build import export_entry
-    from export.catalog import Entry
-
-    checkpoint, bundle = work / "checkpoints" / model.name, work / "bundles" / model.name
+    checkpoint, bundle = paths(model, work)
     if not (checkpoint / "config.json").is_file():
+        import torch
+        import transformers
+
         log(f"  building random-weight {model.name}")
         torch.manual_seed(0)
         net = getattr(transformers, model.architecture)(model.config()).eval()
         net.save_pretrained(checkpoint)
         model.processor().save_pretrained(checkpoint)
     if not (bundle / "edgetf.json").is_file():
+        from export.build import export_entry
+        from export.catalog import Entry
+
         log(f"  exporting {model.name} to fp32 and q8")
         entry = Entry(name=model.name, task=model.task, source=str(checkpoint), dtypes=("fp32", "q8"))
         result = export_entry(entry, bundle.parent, tiny_model=False, verify=False, log=log)
         if result.status != "ok":
             raise RuntimeError(f"export of {model.name} failed: {result.detail}")
     return checkpoint, bundle
+
+
+def paths(model: Model, work: Path) -> tuple[Path, Path]:
+    return work / "checkpoints" / model.name, work / "bundles" / model.name
 
 
 def photo(width: int = 640, height: int = 480) -> Any:
@@ -177,90 +226,176 @@ def photo(width: int = 640, height: int = 480) -> Any:
     return image
 
 
-def bench(model: Model, work: Path, runs: int, threads: int, log: Callable[[str], None]) -> dict[str, Any]:
-    import torch
-    import transformers
+# -- workers (one process per contender) ----------------------------------------------------------------
+def session_options(threads: int) -> Any:
+    """onnxruntime options exactly as edgetf builds them by default, with ``threads`` intra-op threads."""
+    from edgetf.session import SessionOptions, _ort_options
 
-    import edgetf
-    from edgetf.vision import load_image
+    return _ort_options("cpu", SessionOptions(intra_op_threads=threads))
 
-    checkpoint, bundle = build(model, work, log)
-    torch.set_num_threads(threads)
-    options = edgetf.SessionOptions(intra_op_threads=threads)
-    reference = transformers.pipeline(model.task, model=str(checkpoint), device="cpu")
-    fp32 = edgetf.pipeline(model.task, bundle, dtype="fp32", session_options=options)
-    q8 = edgetf.pipeline(model.task, bundle, dtype="q8", session_options=options)
+
+def bare_feeds(session: Any, feeds: dict[str, Any]) -> dict[str, Any]:
+    """The declared inputs of ``session`` from edgetf's feeds, cast to the declared types."""
+    import numpy as np
+
+    types = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
+    return {i.name: np.asarray(feeds[i.name], dtype=types.get(i.type, np.float32)) for i in session.get_inputs()}
+
+
+def worker(name: str, model: Model, work: Path, threads: int, runs: int) -> None:
+    kind, _, dtype = name.partition("-")
+    checkpoint, bundle = paths(model, work)
     image = photo()
+    extra: dict[str, Any] = {}
+    if kind == "transformers":
+        import torch
+        import transformers
 
-    def preprocess() -> Any:
-        return q8.processor([load_image(image)])
+        torch.set_num_threads(threads)
+        pipe = transformers.pipeline(model.task, model=str(checkpoint), device="cpu")
+        one = lambda: pipe(image, **model.call)  # noqa: E731
+    elif kind == "optimum":
+        import optimum.onnxruntime
+        import transformers
 
-    contenders = {
-        "transformers_fp32": lambda: reference(image, **model.call),
-        "edgetf_fp32": lambda: fp32(image, **model.call),
-        "edgetf_q8": lambda: q8(image, **model.call),
-        "preprocess": preprocess,
-    }
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    for _ in range(2):  # warm-up: session creation, first-run allocations
-        for fn in contenders.values():
-            fn()
-    for _ in range(runs):
-        for key, fn in contenders.items():
-            t0 = time.perf_counter()
-            fn()
-            times[key].append((time.perf_counter() - t0) * 1000)
-    median = {k: statistics.median(v) for k, v in times.items()}
-    pixels = preprocess()["pixel_values"].shape
-    return {
-        "model": model.name,
-        "task": model.task,
-        "input": f"{image.width}x{image.height}",
-        "model_input": list(pixels),
-        "note": model.note,
-        "ms": {k: round(v, 2) for k, v in median.items()},
-        "all_ms": {k: [round(x, 2) for x in v] for k, v in times.items()},
-        "speedup_fp32": round(median["transformers_fp32"] / median["edgetf_fp32"], 2),
-        "speedup_q8": round(median["transformers_fp32"] / median["edgetf_q8"], 2),
-        "preprocess_share_q8": round(median["preprocess"] / median["edgetf_q8"], 4),
-        "preprocess_share_fp32": round(median["preprocess"] / median["edgetf_fp32"], 4),
-        "bundle_mb": {
-            d: round(dir_size_mb([bundle / "onnx" / f]), 1)
-            for d, f in (("fp32", "model.onnx"), ("q8", "model_quantized.onnx"))
-        },
-    }
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    head = (
-        f"{'model':24} {'input':>16} {'transformers':>12} {'edgetf fp32':>11} {'edgetf q8':>10} "
-        f"{'x fp32':>7} {'x q8':>6} {'preproc':>8} {'share q8':>8}"
-    )
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        ms, shape = r["ms"], r["model_input"]
-        size = f"{shape[-1]}x{shape[-2]}"
-        lines.append(
-            f"{r['model']:24} {size:>16} {ms['transformers_fp32']:10.1f}ms {ms['edgetf_fp32']:9.1f}ms "
-            f"{ms['edgetf_q8']:8.1f}ms {r['speedup_fp32']:6.2f}x {r['speedup_q8']:5.2f}x {ms['preprocess']:6.2f}ms "
-            f"{100 * r['preprocess_share_q8']:7.1f}%"
+        ort_model = getattr(optimum.onnxruntime, model.optimum).from_pretrained(
+            bundle, subfolder="onnx", file_name=FILES[dtype], session_options=session_options(threads)
         )
-    return "\n".join(lines)
+        processor = transformers.AutoImageProcessor.from_pretrained(bundle)
+        pipe = transformers.pipeline(model.task, model=ort_model, image_processor=processor)
+        one = lambda: pipe(image, **model.call)  # noqa: E731
+    elif kind == "edgetf":
+        import edgetf
+
+        options = edgetf.SessionOptions(intra_op_threads=threads)
+        pipe = edgetf.pipeline(model.task, bundle, dtype=dtype, session_options=options)
+        one = lambda: pipe(image, **model.call)  # noqa: E731
+    else:  # bare onnxruntime on pixel values edgetf's preprocessing made beforehand
+        import onnxruntime as ort
+
+        import edgetf
+
+        prep = edgetf.pipeline(model.task, bundle, dtype=dtype)  # its processor only: no session is opened
+        path = bundle / "onnx" / FILES[dtype]
+        session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        feeds = bare_feeds(session, next(prep.chunks([image])).feeds)
+        one = lambda: session.run(None, feeds)  # noqa: E731
+    one()
+    first = time.time()
+    warmup = 1 if model.runs < 10 else 2
+    if kind == "edgetf":  # the call, its preprocessing and its own session's bare run, interleaved
+        chunk = next(pipe.chunks([image]))
+        sess = pipe.session()
+        feeds = bare_feeds(sess.ort_session, chunk.feeds)
+        stats = timed_interleaved(
+            {
+                "call": one,
+                "preprocess": lambda: next(pipe.chunks([image])),
+                "bare": lambda: sess.ort_session.run(sess.output_names, feeds),
+            },
+            runs,
+            warmup,
+        )
+        lat = stats["call"]
+        extra = {
+            "model_input": list(chunk.feeds["pixel_values"].shape),
+            "preprocess_ms": stats["preprocess"]["median_ms"],
+            "preprocess_share": stats["preprocess"]["median_ms"] / lat["median_ms"],
+            "bare_in_process_ms": stats["bare"]["median_ms"],
+            "overhead_in_process": (lat["median_ms"] - stats["bare"]["median_ms"]) / lat["median_ms"],
+        }
+    else:
+        lat = timed(one, runs, warmup)
+    worker_result({**lat, **extra}, first)
+
+
+# -- parent -------------------------------------------------------------------------------------------------
+def bench(model: Model, work: Path, runs: int, threads: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    checkpoint, bundle = build(model, work, log)
+    rows = []
+    for name in CONTENDERS:
+        row: dict[str, Any] = {"model": model.name, "task": model.task, "contender": name}
+        dtype = name.partition("-")[2]
+        row["size_mb"] = (
+            dir_size_mb([bundle / "onnx" / FILES[dtype]]) if dtype else dir_size_mb(list(checkpoint.iterdir()))
+        )
+        if name.startswith("optimum") and not model.optimum:
+            rows.append({**row, "note": model.no_optimum})
+            log(f"  {name}: skipped ({model.no_optimum})")
+            continue
+        args = ["--worker", name, "--models", model.name, "--work", str(work)]
+        args += ["--threads", str(threads), "--runs", str(runs)]
+        env = {"OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+        row.update(run_worker(Path(__file__), args, env=env))
+        log(f"  {name}: " + (f"{row['median_ms']:.1f} ms" if "median_ms" in row else f"ERROR {row['error'][-300:]}"))
+        rows.append(row)
+    by_name = {r["contender"]: r for r in rows}
+    base = by_name["transformers"]
+    for r in rows:
+        if "median_ms" not in r:
+            continue
+        if "median_ms" in base:
+            r["vs_transformers"] = r["median_ms"] / base["median_ms"]
+        bare = by_name.get("bare-" + r["contender"].partition("-")[2], {})
+        if r["contender"].startswith("edgetf") and "median_ms" in bare:
+            r["overhead_vs_bare"] = (r["median_ms"] - bare["median_ms"]) / r["median_ms"]
+    shape = next((r["model_input"] for r in rows if "model_input" in r), None)
+    for r in rows:
+        r["input"] = f"{shape[-1]}x{shape[-2]}" if shape else "—"
+    return rows
+
+
+COLUMNS = [
+    ("model", "model", ""),
+    ("input", "model input", ""),
+    ("contender", "contender", ""),
+    ("median_ms", "median ms", ".1f"),
+    ("p95_ms", "p95 ms", ".1f"),
+    ("vs_transformers", "× transformers time", ".2f"),
+    ("cold_start_s", "cold start s", ".2f"),
+    ("peak_rss_mb", "peak RSS MB", ".0f"),
+    ("size_mb", "on disk MB", ".0f"),
+    ("overhead_vs_bare", "overhead vs bare", ".1%"),
+    ("overhead_in_process", "overhead vs bare (in-process)", ".1%"),
+    ("preprocess_share", "preprocess share", ".1%"),
+]
+
+
+def notes(rows: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        model = MODELS[name]
+        parts = [model.note] if model.note else []
+        if not model.optimum:
+            parts.append(f"optimum: — ({model.no_optimum})")
+        parts += [
+            f"{r['contender']}: ERROR {r['error'].strip().splitlines()[-1][:160]}"
+            for r in rows
+            if r["model"] == name and "error" in r
+        ]
+        if parts:
+            out.append(f"- {name}: " + "; ".join(parts))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}, 5 runs")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), help="models to run (default: all)")
-    parser.add_argument("--runs", type=int, help="timed runs per contender (default 10, quick 5)")
-    parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), help="threads for both runtimes")
+    parser.add_argument(
+        "--runs", type=int, help="timed runs per contender (default per model: 10, 3 for the slow ones; quick 5)"
+    )
+    parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), help="threads for every contender")
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgetf" / "bench-vision"
     parser.add_argument("--work", default=str(cache), help=f"checkpoint and bundle cache (default {cache})")
     parser.add_argument("--json", help="write the results here (default: <work>/bench_vision.json)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    names = args.models or (list(QUICK) if args.quick else list(MODELS))
-    runs = args.runs or (5 if args.quick else 10)
     work = Path(args.work)
+    if args.worker:
+        worker(args.worker, MODELS[args.models[0]], work, args.threads, args.runs)
+        return 0
+    names = args.models or (list(QUICK) if args.quick else list(MODELS))
     work.mkdir(parents=True, exist_ok=True)
 
     def log(message: str) -> None:
@@ -270,26 +405,33 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
 
-    rows = []
+    rows: list[dict[str, Any]] = []
+    runs_used = {}
+    t0 = time.perf_counter()
     for name in names:
-        log(f"[{name}]")
-        rows.append(bench(MODELS[name], work, runs, args.threads, log))
-        log(table(rows[-1:]).splitlines()[-1])
+        model = MODELS[name]
+        runs_used[name] = args.runs or (5 if args.quick else model.runs)
+        log(f"[{name}] {runs_used[name]} runs")
+        rows.extend(bench(model, work, runs_used[name], args.threads, log))
     report = {
+        "benchmark": "vision",
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "threads": args.threads,
-        "runs": runs,
+        "runs": runs_used,
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "onnxruntime": onnxruntime.__version__,
         },
-        "results": rows,
+        "rows": rows,
+        "seconds": time.perf_counter() - t0,
     }
     out = Path(args.json) if args.json else work / "bench_vision.json"
     out.write_text(json.dumps(report, indent=2))
-    print(table(rows))
-    print(f"\nmedian of {runs} interleaved runs, {args.threads} threads; JSON: {out}")
+    print(f"\nvision, batch 1, 640x480 image, {args.threads} threads, runs per model {runs_used}")
+    print(table(rows, COLUMNS))
+    print("\n".join(notes(rows)))
+    print(f"\nJSON: {out} ({report['seconds']:.0f} s)")
     return 0
 
 

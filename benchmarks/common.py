@@ -23,15 +23,28 @@ CACHE = Path(os.environ.get("EDGETF_BENCH_CACHE", "/tmp/edgetf-bench"))
 
 def timed(fn: Callable[[], Any], runs: int, warmup: int = 2) -> dict[str, float]:
     """Median and p95 wall time of ``fn`` in milliseconds."""
+    return timed_interleaved({"": fn}, runs, warmup)[""]
+
+
+def timed_interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int = 2) -> dict[str, dict[str, float]]:
+    """Median and p95 (ms) of each function, called in turn run by run so that load drift on a shared
+    machine hits all of them alike."""
     for _ in range(warmup):
-        fn()
-    samples = []
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {key: [] for key in fns}
     for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    samples.sort()
-    return {"median_ms": statistics.median(samples), "p95_ms": samples[min(len(samples) - 1, int(0.95 * len(samples)))]}
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[key].append((time.perf_counter() - t0) * 1000)
+    return {key: {"median_ms": statistics.median(v), "p95_ms": p95(v)} for key, v in samples.items()}
+
+
+def p95(samples: list[float]) -> float:
+    """The 95th percentile (nearest rank below); the largest sample for fewer than 20."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
 def worker_result(payload: dict[str, Any], first_result_at: float) -> None:
@@ -61,7 +74,15 @@ def run_worker(script: Path, args: list[str], env: dict[str, str] | None = None,
 
 
 def peak_rss_self_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory (MB). VmHWM, since ru_maxrss survives exec() and reports the
+    parent's peak when that was larger (a benchmark parent that built a model with torch, say)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
 
 
 def dir_size_mb(paths: list[Path]) -> float:

@@ -49,8 +49,10 @@ def main() -> int:
         cmd = [sys.executable, str(script), "--json", str(out)] + (["--quick"] if args.quick else [])
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        tables = [ln for ln in proc.stdout.splitlines() if ln.startswith("|") or ln.startswith("  ")]
-        print("\n".join(tables[-40:]))
+        lines = proc.stdout.splitlines()
+        # markdown tables and their notes; families without one: their indented lines, as before
+        tables = [ln for ln in lines if ln.startswith(("|", "- "))]
+        print("\n".join(tables or [ln for ln in lines if ln.startswith(("|", "  "))][-40:]))
         if proc.returncode == 0 and out.stat().st_size:
             results[name] = json.loads(out.read_text())
         else:
