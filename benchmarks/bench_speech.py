@@ -217,7 +217,8 @@ def worker(args: argparse.Namespace) -> None:
         from edgetf.session import SessionOptions
 
         opts = SessionOptions(intra_op_threads=threads, inter_op_threads=1)
-        pipe = edgetf.pipeline(TASK, bundle, dtype=dtype, session_options=opts, verify="none")
+        # default verify (sha256 on first use), as users run it
+        pipe = edgetf.pipeline(TASK, bundle, dtype=dtype, session_options=opts)
 
         def features() -> Any:
             return pipe.features(audio)
