@@ -82,6 +82,8 @@ def to_mono(samples: np.ndarray, what: str = "audio", channel_axis: int | None =
     if samples.ndim == 1:
         return samples
     if samples.ndim == 2:
+        if samples.size == 0:
+            raise InvalidInputError(f"{what} has shape {samples.shape}: it holds no samples (zero-length audio)")
         if channel_axis is None:
             channel_axis = 0 if samples.shape[0] <= samples.shape[1] else 1
         return samples.mean(axis=channel_axis, dtype=np.float64).astype(np.float32)
@@ -152,6 +154,10 @@ def load_audio(inputs: Any, sampling_rate: int, *, allow_stride: bool = False) -
     if rate_in != sampling_rate:
         ratio = sampling_rate / rate_in
         samples = resample(samples, rate_in, sampling_rate)
+        if samples.shape[0] == 0:
+            raise InvalidInputError(
+                f"{what} at {rate_in} Hz is shorter than one sample at the model's {sampling_rate} Hz"
+            )
         if stride is not None:
             stride = (int(round(stride[0] * ratio)), int(round(stride[1] * ratio)))
     return Audio(np.ascontiguousarray(samples, dtype=np.float32), sampling_rate, stride, extra)
