@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BundleError
+from ..errors import BundleError, InvalidInputError
 
 
 # -- mel filter bank (Slaney scale and area normalisation, as librosa / transformers.audio_utils) --------
@@ -154,3 +154,26 @@ class Wav2Vec2Features:
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         x = np.asarray(samples, dtype=np.float32)
         return normalize_wav2vec2(x) if self.do_normalize else x
+
+
+def conv_min_samples(config: dict[str, Any]) -> int:
+    """Fewest samples a Wav2Vec2-style convolutional feature encoder accepts (one output frame):
+    400 for wav2vec2-base's kernels (10, 3, 3, 3, 3, 2, 2) and strides (5, 2, 2, 2, 2, 2, 2);
+    1 when ``config.json`` does not give the kernels and strides."""
+    kernels, strides = config.get("conv_kernel"), config.get("conv_stride")
+    if not isinstance(kernels, list) or not isinstance(strides, list) or len(kernels) != len(strides):
+        return 1
+    need = 1
+    for kernel, stride in zip(reversed(kernels), reversed(strides)):
+        need = (need - 1) * int(stride) + int(kernel)
+    return need
+
+
+def check_min_samples(samples: np.ndarray, minimum: int, sampling_rate: int, what: str = "audio") -> None:
+    """InvalidInputError when ``samples`` is too short for the feature encoder to give one frame."""
+    if samples.shape[0] < minimum:
+        raise InvalidInputError(
+            f"{what} is {samples.shape[0]} samples ({samples.shape[0] / sampling_rate * 1000:.1f} ms) long; "
+            f"this model needs at least {minimum} samples ({minimum / sampling_rate * 1000:.1f} ms at "
+            f"{sampling_rate} Hz)"
+        )

@@ -82,6 +82,8 @@ def to_mono(samples: np.ndarray, what: str = "audio", channel_axis: int | None =
     if samples.ndim == 1:
         return samples
     if samples.ndim == 2:
+        if samples.size == 0:
+            raise InvalidInputError(f"{what} has shape {samples.shape}: it holds no samples (zero-length audio)")
         if channel_axis is None:
             channel_axis = 0 if samples.shape[0] <= samples.shape[1] else 1
         return samples.mean(axis=channel_axis, dtype=np.float64).astype(np.float32)
@@ -151,7 +153,12 @@ def load_audio(inputs: Any, sampling_rate: int, *, allow_stride: bool = False) -
         raise InvalidInputError(f"{what} contains {bad} NaN or infinite sample(s); clean the audio first")
     if rate_in != sampling_rate:
         ratio = sampling_rate / rate_in
+        too_short = f"{what} at {rate_in} Hz is shorter than one sample at the model's {sampling_rate} Hz"
+        if samples.shape[0] * ratio < 1:  # checked first: soxr never returns for ratios beyond ~1e10 (1e300 Hz)
+            raise InvalidInputError(too_short)
         samples = resample(samples, rate_in, sampling_rate)
+        if samples.shape[0] == 0:
+            raise InvalidInputError(too_short)
         if stride is not None:
             stride = (int(round(stride[0] * ratio)), int(round(stride[1] * ratio)))
     return Audio(np.ascontiguousarray(samples, dtype=np.float32), sampling_rate, stride, extra)

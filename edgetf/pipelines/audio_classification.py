@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..audio.features import Wav2Vec2Features
+from ..audio.features import Wav2Vec2Features, check_min_samples, conv_min_samples
 from ..audio.io import load_audio, tone
 from ..errors import BundleError, InvalidInputError
 from .base import Pipeline
@@ -35,6 +35,7 @@ class AudioClassificationPipeline(Pipeline):
         self.extractor = Wav2Vec2Features.from_config(pre)
         self.sampling_rate = self.extractor.sampling_rate
         self.id2label = label_map(self.bundle.config)
+        self.min_samples = conv_min_samples(self.bundle.config)
 
     def demo_input(self) -> Any:
         return tone(2.0, self.sampling_rate)
@@ -67,6 +68,7 @@ class AudioClassificationPipeline(Pipeline):
         rows = []
         for item in items:
             audio = load_audio(item, self.sampling_rate)
+            check_min_samples(audio.samples, self.min_samples, self.sampling_rate)
             values = self.extractor(audio.samples)[None]
             feeds = {"input_values": values, "attention_mask": np.ones(values.shape, dtype=np.int64)}
             rows.append(session.run(feeds, ["logits"])["logits"][0])

@@ -14,12 +14,15 @@ from ..vision.pipeline import ImagePipeline, as_items
 def post_process_depth(predicted_depth: np.ndarray, target_size: tuple[int, int]) -> np.ndarray:
     """One (H, W) depth map resized to ``target_size`` (height, width), bicubic as transformers does."""
     depth = bicubic(predicted_depth.astype(np.float32)[None, None], target_size)
-    return np.squeeze(depth)
+    return depth[0, 0]  # (not np.squeeze, which also drops a height or width of 1)
 
 
 def depth_image(depth: np.ndarray) -> Image.Image:
-    """The 8-bit visualisation: min-max normalised, times 255, truncated (as the pipeline does)."""
+    """The 8-bit visualisation: min-max normalised, times 255, truncated (as the pipeline does).
+    A flat map (max == min, where transformers divides 0 by 0) renders black."""
     low, high = depth.min(), depth.max()
+    if not high > low:
+        return Image.fromarray(np.zeros(depth.shape, dtype=np.uint8))
     scaled = (depth - low) / (high - low)
     return Image.fromarray((scaled * 255).astype("uint8"))
 

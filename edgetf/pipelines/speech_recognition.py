@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..audio.chunks import Chunk, chunk_sizes, iter_chunks, rescale_stride
-from ..audio.features import Wav2Vec2Features, WhisperFeatures
+from ..audio.features import Wav2Vec2Features, WhisperFeatures, check_min_samples, conv_min_samples
 from ..audio.io import Audio, load_audio, tone
 from ..audio.whisper import WhisperModel, WhisperSettings, prompt_tokens
 from ..errors import BundleError, InvalidInputError
@@ -120,6 +120,7 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
             self.sampling_rate = self.ctc_features.sampling_rate
             self.vocab = CTCVocab.from_bundle(self.bundle)
             self.ratio = inputs_to_logits_ratio(config)
+            self.min_samples = conv_min_samples(config)
 
     # -- command line and demo -------------------------------------------------------------------------
     def demo_input(self) -> Any:
@@ -190,14 +191,7 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
         timestamps = opts.get("return_timestamps")
         if timestamps not in (None, False, "char", "word"):
             raise InvalidInputError(f"return_timestamps={timestamps!r}: CTC models give 'char' or 'word' timestamps")
-        chunks = self._chunks(audio, opts, self.ratio)
-        if chunks is None:
-            n = audio.samples.shape[0]
-            stride = None if audio.stride is None else (n, *audio.stride)
-            chunks = [Chunk(audio.samples, stride or (n, 0, 0), True)]
-            strided = audio.stride is not None
-        else:
-            strided = True
+        chunks, strided = self._ctc_chunks(audio, opts)
         pieces = []
         for chunk, ids in zip(chunks, self._ctc_ids(chunks, _batch_size(opts))):
             if strided:
@@ -221,6 +215,19 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
         for key, value in audio.extra.items():
             result[key] = [value] * len(chunks)
         return result
+
+    def _ctc_chunks(self, audio: Audio, opts: Mapping[str, Any]) -> tuple[list[Chunk], bool]:
+        """The chunks to run and whether their strides are cut. The audio (or each chunk) must be long
+        enough for the convolutional feature encoder to give a frame; a last chunk shorter than that,
+        which would give no frame, is dropped (transformers fails there)."""
+        chunks = self._chunks(audio, opts, self.ratio)
+        if chunks is None:
+            check_min_samples(audio.samples, self.min_samples, self.sampling_rate)
+            n = audio.samples.shape[0]
+            stride = None if audio.stride is None else (n, *audio.stride)
+            return [Chunk(audio.samples, stride or (n, 0, 0), True)], audio.stride is not None
+        check_min_samples(chunks[0].samples, self.min_samples, self.sampling_rate, "the first audio chunk")
+        return [c for c in chunks if c.samples.shape[0] >= self.min_samples], True
 
     def _ctc_ids(self, chunks: list[Chunk], batch_size: int) -> list[np.ndarray]:
         """Greedy CTC ids per chunk; chunks of equal length share a batch (no padding)."""
@@ -261,8 +268,7 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
         audio = load_audio(inputs, self.sampling_rate, allow_stride=True)
         if self.is_whisper:
             return [np.asarray(o.tokens, dtype=np.int64) for o in self._whisper_outputs(audio, opts)[0]]
-        chunks = self._chunks(audio, opts, self.ratio) or [Chunk(audio.samples, (audio.samples.shape[0], 0, 0), True)]
-        return self._ctc_ids(chunks, _batch_size(opts))
+        return self._ctc_ids(self._ctc_chunks(audio, opts)[0], _batch_size(opts))
 
     def _whisper_outputs(self, audio: Audio, opts: Mapping[str, Any]) -> tuple[list[ChunkOutput], bool]:
         requested = opts.get("return_timestamps")

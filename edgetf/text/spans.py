@@ -57,6 +57,10 @@ def decode_spans(
     Spans end at or after their start and are at most ``max_answer_len`` tokens long; spans that
     start or end outside the allowed tokens are dropped after ranking (so fewer than top_k may come
     back). Returns (starts, ends, scores), best first.
+
+    Unlike transformers, spans outside the band (end before start, or longer than ``max_answer_len``)
+    are dropped too: transformers ranks their zeroed cells with the rest, so with a ``top_k`` above the
+    number of valid spans it returns 0-score answers with end < start.
     """
     table = np.tril(np.triu(np.outer(start, end)), max_answer_len - 1)
     flat = table.ravel()
@@ -71,7 +75,7 @@ def decode_spans(
     # transformers tests membership against np.nonzero() of a (1, seq) mask, whose row indices (all 0)
     # make token 0 always eligible; kept for identical results.
     eligible = np.union1d(np.flatnonzero(allowed), [0])
-    keep = np.isin(starts, eligible) & np.isin(ends, eligible)
+    keep = np.isin(starts, eligible) & np.isin(ends, eligible) & (starts <= ends) & (ends - starts < max_answer_len)
     starts, ends = starts[keep], ends[keep]
     return starts, ends, table[starts, ends]
 

@@ -81,6 +81,8 @@ def _from_string(source: str | os.PathLike[str], what: str) -> Image.Image:
     path = os.fspath(source)
     if os.path.isfile(path):
         return _open(path, f"{what} file {path!r}")
+    if os.path.isdir(path):
+        raise InvalidInputError(f"{what} {path!r} is a directory; pass an image file's path")
     if isinstance(path, str) and path.startswith(("http://", "https://")):
         raise InvalidInputError(
             f"{what} {path[:80]!r} is a URL; edgetf runs offline: download it and pass the file path or bytes"
