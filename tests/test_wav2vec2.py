@@ -321,3 +321,24 @@ def test_conv_as_matmul_rewrite_is_exact(ctc, tmp_path) -> None:
         b = Session(dst).run({"input_values": x})["logits"]
         assert a.shape == b.shape
         assert np.abs(a - b).max() <= 1e-3 * max(1.0, float(np.abs(a).max()))
+
+
+def _attention_gib(config: dict, samples: int) -> float:
+    frames = samples // int(np.prod(config["conv_stride"]))
+    return config["num_attention_heads"] * frames * frames * 4 / 1024**3
+
+
+def test_audio_too_long_for_one_pass_is_refused_with_the_chunking_hint(ctc_pipe, ks_pipe) -> None:
+    """Hours of audio in one pass would exhaust memory in attention: a clear error instead of an OOM kill."""
+    rng = np.random.default_rng(0)
+    seconds = 40 * 60
+    audio = {"array": rng.normal(0, 0.1, seconds * 16000).astype(np.float32), "sampling_rate": 16000}
+    assert _attention_gib(ctc_pipe.bundle.config, seconds * 16000) > 4  # the limit this test relies on
+    with pytest.raises(InvalidInputError, match="2400 s long.*GiB for attention.*chunk_length_s=30"):
+        ctc_pipe(audio)
+    with pytest.raises(InvalidInputError, match="2400 s long.*GiB for attention"):
+        ks_pipe(audio)
+    # a few minutes stay within the limit and run in one pass, as in transformers
+    short = {"array": audio["array"][: 60 * 16000], "sampling_rate": 16000}
+    assert _attention_gib(ctc_pipe.bundle.config, 60 * 16000) < 4
+    assert isinstance(ctc_pipe(short)["text"], str)

@@ -177,3 +177,21 @@ def check_min_samples(samples: np.ndarray, minimum: int, sampling_rate: int, wha
             f"this model needs at least {minimum} samples ({minimum / sampling_rate * 1000:.1f} ms at "
             f"{sampling_rate} Hz)"
         )
+
+
+# One pass of a Wav2Vec2-style encoder holds a (heads, frames, frames) float32 attention matrix.
+MAX_ATTENTION_BYTES = 4 * 1024**3
+
+
+def check_one_pass_fits(samples: np.ndarray, config: Any, sampling_rate: int, hint: str) -> None:
+    """InvalidInputError when audio run in one pass would need more than MAX_ATTENTION_BYTES of attention
+    scores (wav2vec2-base: about 3 minutes at 16 kHz), which would exhaust memory rather than answer."""
+    strides = config.get("conv_stride") or [1]
+    frames = samples.shape[0] // max(1, int(np.prod([int(s) for s in strides])))
+    heads = int(config.get("num_attention_heads") or 1)
+    need = heads * frames * frames * 4
+    if need > MAX_ATTENTION_BYTES:
+        raise InvalidInputError(
+            f"audio is {samples.shape[0] / sampling_rate:.0f} s long: one pass over it would need "
+            f"{need / 1024**3:.0f} GiB for attention (the limit is {MAX_ATTENTION_BYTES // 1024**3} GiB); {hint}"
+        )

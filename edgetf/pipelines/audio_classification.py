@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..audio.features import Wav2Vec2Features, check_min_samples, conv_min_samples
+from ..audio.features import Wav2Vec2Features, check_min_samples, check_one_pass_fits, conv_min_samples
 from ..audio.io import load_audio, tone
 from ..errors import BundleError, InvalidInputError
 from .base import Pipeline
@@ -69,6 +69,7 @@ class AudioClassificationPipeline(Pipeline):
         for item in items:
             audio = load_audio(item, self.sampling_rate)
             check_min_samples(audio.samples, self.min_samples, self.sampling_rate)
+            check_one_pass_fits(audio.samples, self.bundle.config, self.sampling_rate, "classify a shorter excerpt")
             values = self.extractor(audio.samples)[None]
             feeds = {"input_values": values, "attention_mask": np.ones(values.shape, dtype=np.int64)}
             rows.append(session.run(feeds, ["logits"])["logits"][0])

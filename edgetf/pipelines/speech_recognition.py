@@ -20,7 +20,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..audio.chunks import Chunk, chunk_sizes, iter_chunks, rescale_stride
-from ..audio.features import Wav2Vec2Features, WhisperFeatures, check_min_samples, conv_min_samples
+from ..audio.features import (
+    Wav2Vec2Features,
+    WhisperFeatures,
+    check_min_samples,
+    check_one_pass_fits,
+    conv_min_samples,
+)
 from ..audio.io import Audio, load_audio, tone
 from ..audio.whisper import WhisperModel, WhisperSettings, prompt_tokens
 from ..errors import BundleError, InvalidInputError
@@ -60,6 +66,9 @@ PIPELINE_OPTIONS = (
 )
 # transformers' ASR pipeline defaults, used unless generation_config.json sets them (follows openai's whisper).
 PIPELINE_GENERATION_DEFAULTS: dict[str, Any] = {"max_new_tokens": 256, "num_beams": 5}
+
+
+LONG_AUDIO_HINT = "pass chunk_length_s=30 to transcribe it in overlapping chunks, as transformers recommends"
 
 
 def inputs_to_logits_ratio(config: Mapping[str, Any]) -> int:
@@ -223,6 +232,7 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
         chunks = self._chunks(audio, opts, self.ratio)
         if chunks is None:
             check_min_samples(audio.samples, self.min_samples, self.sampling_rate)
+            check_one_pass_fits(audio.samples, self.bundle.config, self.sampling_rate, LONG_AUDIO_HINT)
             n = audio.samples.shape[0]
             stride = None if audio.stride is None else (n, *audio.stride)
             return [Chunk(audio.samples, stride or (n, 0, 0), True)], audio.stride is not None
