@@ -8,6 +8,13 @@ ORTModelForCausalLM on the same ONNX file. Each contender runs in its own proces
 Prints a table and a JSON document: end-to-end tokens/s (prefill included), per-step decode time split
 into model time (inside the ONNX step, feeds included) and loop overhead (processors, bookkeeping),
 peak RSS, and ratios to transformers fp32. The machine may be shared: compare ratios, not absolutes.
+
+Memory bandwidth: batch-1 decoding reads every weight once per token, so tokens/s x weight bytes per
+token is bounded by the machine's memory bandwidth. The parent measures it first (a STREAM-like read
+test, benchmarks/common.py ``memory_bandwidth``, with --threads threads) and each row reports its
+weight bytes per token (the ONNX file's initializers minus Gather-only embedding tables; transformers
+reads the same weights as model.onnx), the GB/s that implies at its end-to-end tokens/s, and that
+as a share of the measured bandwidth. KV-cache reads (about 74 kB per cached token here) are not counted.
 Needs the export extra (torch, transformers, optimum) for the reference contenders and the export.
 """
 
@@ -25,7 +32,20 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's edgetf and export, not an installed copy
+from benchmarks.common import memory_bandwidth, onnx_weight_bytes  # noqa: E402
+
 CONTENDERS = ("transformers-fp32", "optimum-fp32", "optimum-q8", "edgetf-fp32", "edgetf-q8", "edgetf-q8-iobinding")
+# contender -> (runner, ONNX file it runs or whose weights it reads, IO binding)
+RUNS: dict[str, tuple[str, str, bool]] = {
+    "transformers-fp32": ("transformers", "model.onnx", False),
+    "optimum-fp32": ("optimum", "model.onnx", False),
+    "optimum-q8": ("optimum", "model_quantized.onnx", False),
+    "edgetf-fp32": ("edgetf", "model.onnx", False),
+    "edgetf-q8": ("edgetf", "model_quantized.onnx", False),
+    "edgetf-q8-iobinding": ("edgetf", "model_quantized.onnx", True),
+    "edgetf-fp32-iobinding": ("edgetf", "model.onnx", True),
+}
 
 
 # -- model preparation (parent process) -------------------------------------------------------------------
@@ -38,7 +58,6 @@ def prepare(folder: Path, quick: bool) -> Path:
     import transformers
     from optimum.exporters.onnx import main_export
 
-    sys.path.insert(0, str(ROOT))
     from export.quantize import make_dtype
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,7 +148,6 @@ class _Timed:
 
 
 def run_edgetf(folder: Path, args: argparse.Namespace, onnx_file: str, io_binding: bool) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT))
     from edgetf.generation import CausalLM, GenerationConfig, generate
     from edgetf.session import Session, SessionOptions
 
@@ -158,22 +176,15 @@ def run_edgetf(folder: Path, args: argparse.Namespace, onnx_file: str, io_bindin
 
 
 def worker(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
-    if name == "transformers-fp32":
+    if name not in RUNS:
+        raise SystemExit(f"unknown contender {name!r}; known: {', '.join(RUNS)}")
+    runner, onnx_file, io_binding = RUNS[name]
+    if runner == "transformers":
         result = run_transformers(folder, args)
-    elif name == "optimum-fp32":
-        result = run_transformers(folder, args, "model.onnx")
-    elif name == "optimum-q8":
-        result = run_transformers(folder, args, "model_quantized.onnx")
-    elif name == "edgetf-fp32":
-        result = run_edgetf(folder, args, "model.onnx", io_binding=False)
-    elif name == "edgetf-q8":
-        result = run_edgetf(folder, args, "model_quantized.onnx", io_binding=False)
-    elif name == "edgetf-q8-iobinding":
-        result = run_edgetf(folder, args, "model_quantized.onnx", io_binding=True)
-    elif name == "edgetf-fp32-iobinding":
-        result = run_edgetf(folder, args, "model.onnx", io_binding=True)
+    elif runner == "optimum":
+        result = run_transformers(folder, args, onnx_file)
     else:
-        raise SystemExit(f"unknown contender {name!r}; known: {', '.join(CONTENDERS)}, edgetf-fp32-iobinding")
+        result = run_edgetf(folder, args, onnx_file, io_binding=io_binding)
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
@@ -190,13 +201,18 @@ def peak_rss_mb() -> float:
 
 
 # -- summary ------------------------------------------------------------------------------------------------
-def summarize(name: str, raw: dict[str, Any]) -> dict[str, Any]:
+def summarize(name: str, raw: dict[str, Any], weight_bytes: int, bandwidth_gbps: float) -> dict[str, Any]:
+    """One table row; ``weight_bytes``: read per generated token; ``bandwidth_gbps``: the measured limit."""
     total = statistics.median(raw["seconds"])
+    tokens_per_s = raw["tokens"] / total
     row = {
         "contender": name,
-        "tokens_per_s": raw["tokens"] / total,
+        "tokens_per_s": tokens_per_s,
         "total_s": total,
         "peak_rss_mb": raw["peak_rss_mb"],
+        "weight_mb_per_token": weight_bytes / 1e6,
+        "weight_gbps": weight_bytes * tokens_per_s / 1e9,
+        "bandwidth_pct": 100.0 * weight_bytes * tokens_per_s / 1e9 / bandwidth_gbps,
     }
     if "step_model_seconds" in raw:
         i = raw["seconds"].index(sorted(raw["seconds"])[len(raw["seconds"]) // 2])
@@ -211,6 +227,8 @@ def summarize(name: str, raw: dict[str, Any]) -> dict[str, Any]:
                 "step_model_ms": model_step * 1e3,
                 "loop_overhead_ms": overhead * 1e3,
                 "loop_overhead_pct": 100.0 * overhead / (model_step + overhead),
+                # decode steps alone (prefill left out): the figure the bandwidth bound is about
+                "decode_weight_gbps": weight_bytes / (model_step + overhead) / 1e9,
             }
         )
     return row
@@ -224,7 +242,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed runs after one warm-up (default 3)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default=None, help="cache folder for the exported model")
-    parser.add_argument("--only", nargs="+", choices=(*CONTENDERS, "edgetf-fp32-iobinding"), default=None)
+    parser.add_argument("--only", nargs="+", choices=tuple(RUNS), default=None)
+    parser.add_argument("--bandwidth-mb", type=int, default=1024, help="array size of the bandwidth test")
     parser.add_argument("--json", default=None, help="write the JSON result here too")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--folder", default=None, help=argparse.SUPPRESS)
@@ -238,6 +257,13 @@ def main() -> int:
 
     default_cache = Path(os.environ.get("TMPDIR", "/tmp")) / ("edgetf-bench-gpt2" + ("-quick" if args.quick else ""))
     folder = prepare(Path(args.models) if args.models else default_cache, args.quick)
+    bandwidth = memory_bandwidth(args.bandwidth_mb, threads=args.threads)
+    print(
+        f"memory bandwidth: read {bandwidth['read_gbps']:.1f} GB/s ({args.threads} threads), "
+        f"{bandwidth['read_1t_gbps']:.1f} GB/s (1 thread); copy {bandwidth['copy_gbps']:.1f} GB/s",
+        file=sys.stderr,
+    )
+    weights = {name: onnx_weight_bytes(folder / RUNS[name][1]) for name in args.only or CONTENDERS}
     results = {}
     for name in args.only or CONTENDERS:
         cmd = [sys.executable, __file__, "--worker", name, "--folder", str(folder)]
@@ -250,7 +276,7 @@ def main() -> int:
             continue
         results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
 
-    rows = [summarize(name, raw) for name, raw in results.items()]
+    rows = [summarize(name, raw, weights[name]["weight_bytes"], bandwidth["gbps"]) for name, raw in results.items()]
     base = next((r["tokens_per_s"] for r in rows if r["contender"] == "transformers-fp32"), None)
     for row in rows:
         row["vs_transformers_fp32"] = row["tokens_per_s"] / base if base else None
@@ -261,10 +287,11 @@ def main() -> int:
 
     print(
         f"\nGPT-2 {'quick (2 layers)' if args.quick else '124M'}, random weights; prompt {args.prompt} tokens, "
-        f"{args.tokens} greedy new tokens, {args.threads} threads, median of {args.repeats}"
+        f"{args.tokens} greedy new tokens, {args.threads} threads, median of {args.repeats}; "
+        f"measured memory bandwidth {bandwidth['gbps']:.1f} GB/s"
     )
     header = f"{'contender':22} {'tok/s':>8} {'vs torch':>9} {'step ms':>8} {'model ms':>9} {'loop ms':>8} "
-    header += f"{'loop %':>7} {'RSS MB':>8}  same tokens"
+    header += f"{'loop %':>7} {'MB/tok':>7} {'GB/s':>6} {'% bw':>6} {'RSS MB':>8}  same tokens"
     print(header)
     for r in rows:
 
@@ -275,7 +302,8 @@ def main() -> int:
         print(
             f"{r['contender']:22} {fmt('tokens_per_s', '8.1f')} {fmt('vs_transformers_fp32', '8.2f')}x "
             f"{fmt('step_ms', '8.2f')} {fmt('step_model_ms', '9.2f')} {fmt('loop_overhead_ms', '8.3f')} "
-            f"{fmt('loop_overhead_pct', '6.1f')}% {fmt('peak_rss_mb', '8.0f')}  {r['same_tokens_as_transformers']}"
+            f"{fmt('loop_overhead_pct', '6.1f')}% {fmt('weight_mb_per_token', '7.1f')} {fmt('weight_gbps', '6.2f')} "
+            f"{fmt('bandwidth_pct', '5.1f')}% {fmt('peak_rss_mb', '8.0f')}  {r['same_tokens_as_transformers']}"
         )
     document = {
         "model": "gpt2-quick" if args.quick else "gpt2-124M",
@@ -285,6 +313,8 @@ def main() -> int:
         "repeats": args.repeats,
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(),
+        "memory_bandwidth": bandwidth,
+        "weights": {name: weights[name] for name in results},
         "results": rows,
     }
     text = json.dumps(document, indent=2)
