@@ -61,6 +61,14 @@ def run_worker(script: Path, args: list[str], env: dict[str, str] | None = None,
 
 
 def peak_rss_self_mb() -> float:
+    """This process's peak RSS: VmHWM where there is /proc (ru_maxrss survives exec, so a worker would
+    report its parent's peak, e.g. the export that built the model, when that was larger)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -181,3 +189,18 @@ def onnx_weight_bytes(path: Path) -> dict[str, int]:
         "weight_bytes": sum(b for n, b in sizes.items() if n not in gather_only and n in consumers),
         "gather_only_bytes": sum(sizes[n] for n in gather_only),
     }
+
+
+def build_bundle(entry: Any, folder: Path) -> tuple[Path, Path]:
+    """(bundle, checkpoint) of a catalog-style entry built once with the export code from a random-weight
+    checkpoint (``entry.tiny``; verification skipped: random weights); cached in ``folder``."""
+    from export.build import checkpoint_dir, export_entry
+
+    bundle, ckpt = folder / entry.name, checkpoint_dir(folder, entry.name)
+    marker = bundle / ".bench-ready"
+    if not marker.is_file():
+        result = export_entry(entry, folder, tiny_model=True, verify=False, log=lambda m: print(m, file=sys.stderr))
+        if result.status != "ok":
+            raise SystemExit(f"building {entry.name} failed: {result.detail}")
+        marker.write_text(repr(entry))
+    return bundle, ckpt
