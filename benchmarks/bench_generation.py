@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +41,35 @@ sys.path.insert(0, str(ROOT))  # this checkout's edgetf and export, not an insta
 from benchmarks.common import memory_bandwidth, onnx_weight_bytes  # noqa: E402
 
 CONTENDERS = ("transformers-fp32", "optimum-fp32", "optimum-q8", "edgetf-fp32", "edgetf-q8", "edgetf-q8-iobinding")
-# contender -> (runner, ONNX file it runs or whose weights it reads, IO binding)
-RUNS: dict[str, tuple[str, str, bool]] = {
-    "transformers-fp32": ("transformers", "model.onnx", False),
-    "optimum-fp32": ("optimum", "model.onnx", False),
-    "optimum-q8": ("optimum", "model_quantized.onnx", False),
-    "edgetf-fp32": ("edgetf", "model.onnx", False),
-    "edgetf-q8": ("edgetf", "model_quantized.onnx", False),
-    "edgetf-q8-iobinding": ("edgetf", "model_quantized.onnx", True),
-    "edgetf-fp32-iobinding": ("edgetf", "model.onnx", True),
-    "edgetf-fp32-fused": ("edgetf", "model_fused.onnx", False),
-    "edgetf-q8-fused": ("edgetf", "model_fused_quantized.onnx", False),
+
+
+@dataclass(frozen=True)
+class Run:
+    """How a contender runs: ``file`` is the ONNX file it runs (transformers: whose weights it holds);
+    ``spinning``: edgetf's SessionOptions.allow_spinning (off by default: idle threads sleep)."""
+
+    runner: str  # transformers | optimum | edgetf
+    file: str
+    io_binding: bool = False
+    spinning: bool = False
+
+
+RUNS: dict[str, Run] = {
+    "transformers-fp32": Run("transformers", "model.onnx"),
+    "optimum-fp32": Run("optimum", "model.onnx"),
+    "optimum-q8": Run("optimum", "model_quantized.onnx"),
+    "edgetf-fp32": Run("edgetf", "model.onnx"),
+    "edgetf-q8": Run("edgetf", "model_quantized.onnx"),
+    "edgetf-q8-iobinding": Run("edgetf", "model_quantized.onnx", io_binding=True),
+    "edgetf-fp32-iobinding": Run("edgetf", "model.onnx", io_binding=True),
+    "edgetf-q8-spin": Run("edgetf", "model_quantized.onnx", spinning=True),
+    # variants built on first use (prepare_variants): fused graph, its q8 and q4
+    "edgetf-fp32-fused": Run("edgetf", "model_fused.onnx"),
+    "edgetf-q8-fused": Run("edgetf", "model_fused_quantized.onnx"),
+    "edgetf-q8-fused-iobinding": Run("edgetf", "model_fused_quantized.onnx", io_binding=True),
+    "edgetf-q8-fused-spin": Run("edgetf", "model_fused_quantized.onnx", spinning=True),
+    "edgetf-q4-fused": Run("edgetf", "model_fused_q4.onnx"),
+    "edgetf-q4-fused-spin": Run("edgetf", "model_fused_q4.onnx", spinning=True),
 }
 
 
@@ -85,29 +104,69 @@ def prepare(folder: Path, quick: bool) -> Path:
     return folder
 
 
-def prepare_fused(folder: Path, config: dict[str, Any]) -> None:
-    """model_fused.onnx: model.onnx through onnxruntime's transformer optimizer (GPT-2 fusions at
-    opt_level 0, so nothing machine-specific is baked in: SkipLayerNormalization, FastGelu, fewer shape
-    nodes), and its q8 with the same recipe as model_quantized.onnx. Built on first use of a *-fused
-    contender."""
-    if (folder / "model_fused_quantized.onnx").is_file():
-        return
-    from onnxruntime.transformers.optimizer import optimize_model
+def prepare_variants(folder: Path, config: dict[str, Any], files: set[str]) -> None:
+    """Build the variant files among ``files`` that are missing.
 
-    from export.quantize import make_dtype
+    model_fused.onnx: model.onnx through onnxruntime's transformer optimizer (GPT-2 fusions at opt_level
+    0, so nothing machine-specific is baked in: SkipLayerNormalization, FastGelu, fewer shape nodes; it
+    finds no Attention pattern in this export). model_fused_quantized.onnx: its q8, the recipe of
+    model_quantized.onnx. model_fused_q4.onnx: 4-bit MatMulNBits (export's q4 recipe) after untying the
+    LM head and rewriting Gemm as MatMul + Add: export's q4 alone quantizes no GPT-2 weight (its linear
+    layers are Gemm, its head a MatMul over Transpose(embedding)).
+    """
+    import tempfile
 
-    heads, hidden = int(config["n_head"]), int(config["n_embd"])
-    optimized = optimize_model(str(folder / "model.onnx"), "gpt2", num_heads=heads, hidden_size=hidden, opt_level=0)
-    optimized.save_model_to_file(str(folder / "model_fused.onnx"))
-    make_dtype(
-        folder / "model_fused.onnx",
-        folder / "model_fused_quantized.onnx",
-        "q8",
-        target=None,
-        level="all",
-        quant={"untie_lm_head": True},
-        default_ops=("MatMul",),
-    )
+    from export.quantize import make_dtype, quantize_q4, untie_transposed_weights
+
+    fused = folder / "model_fused.onnx"
+    if not fused.is_file():
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        heads, hidden = int(config["n_head"]), int(config["n_embd"])
+        optimized = optimize_model(str(folder / "model.onnx"), "gpt2", num_heads=heads, hidden_size=hidden, opt_level=0)
+        optimized.save_model_to_file(str(fused))
+    if "model_fused_quantized.onnx" in files and not (folder / "model_fused_quantized.onnx").is_file():
+        quant = {"untie_lm_head": True}
+        make_dtype(
+            fused,
+            folder / "model_fused_quantized.onnx",
+            "q8",
+            target=None,
+            level="all",
+            quant=quant,
+            default_ops=("MatMul",),
+        )
+    if "model_fused_q4.onnx" in files and not (folder / "model_fused_q4.onnx").is_file():
+        with tempfile.TemporaryDirectory(prefix="edgetf-bench-q4-") as tmp:
+            untied, plain = Path(tmp) / "untied.onnx", Path(tmp) / "matmul.onnx"
+            untie_transposed_weights(fused, untied)
+            _gemms_to_matmuls(untied, plain)
+            quantize_q4(plain, folder / "model_fused_q4.onnx")
+
+
+def _gemms_to_matmuls(src: Path, dst: Path) -> int:
+    """Rewrite each plain Gemm (no transposes, alpha = beta = 1) as MatMul (+ Add of its bias)."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(src))
+    nodes, rewritten = [], 0
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        plain = not attrs.get("transA", 0) and not attrs.get("transB", 0)
+        if node.op_type != "Gemm" or not plain or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+            nodes.append(node)
+            continue
+        biased = len(node.input) > 2 and node.input[2]
+        product = node.output[0] + "/matmul" if biased else node.output[0]
+        nodes.append(helper.make_node("MatMul", list(node.input[:2]), [product], name=node.name + "/MatMul"))
+        if biased:
+            nodes.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=node.name + "/Add"))
+        rewritten += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.save(model, str(dst))
+    return rewritten
 
 
 # -- contenders (one child process each) ----------------------------------------------------------------
@@ -178,18 +237,19 @@ class _Timed:
         self.inner.select(rows)
 
 
-def run_edgetf(folder: Path, args: argparse.Namespace, onnx_file: str, io_binding: bool) -> dict[str, Any]:
+def run_edgetf(folder: Path, args: argparse.Namespace, run: Run) -> dict[str, Any]:
     from edgetf.generation import CausalLM, GenerationConfig, generate
     from edgetf.session import Session, SessionOptions
 
     config = json.loads((folder / "config.json").read_text())
-    session = Session(folder / onnx_file, options=SessionOptions(intra_op_threads=args.threads))
+    options = SessionOptions(intra_op_threads=args.threads, allow_spinning=run.spinning)
+    session = Session(folder / run.file, options=options)
     ids = _prompt(config["vocab_size"], args.prompt)
     gen = GenerationConfig.from_dict(json.loads((folder / "generation_config.json").read_text()))
     gen.update(max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False)
     times, model_s, prefill_s, steps = [], [], [], []
     for _ in range(args.repeats + 1):
-        model = _Timed(CausalLM(session, config, io_binding=io_binding))
+        model = _Timed(CausalLM(session, config, io_binding=run.io_binding))
         start = time.perf_counter()
         out = generate(model, ids, gen, max_positions=config["n_positions"])
         times.append(time.perf_counter() - start)
@@ -209,13 +269,13 @@ def run_edgetf(folder: Path, args: argparse.Namespace, onnx_file: str, io_bindin
 def worker(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     if name not in RUNS:
         raise SystemExit(f"unknown contender {name!r}; known: {', '.join(RUNS)}")
-    runner, onnx_file, io_binding = RUNS[name]
-    if runner == "transformers":
+    run = RUNS[name]
+    if run.runner == "transformers":
         result = run_transformers(folder, args)
-    elif runner == "optimum":
-        result = run_transformers(folder, args, onnx_file)
+    elif run.runner == "optimum":
+        result = run_transformers(folder, args, run.file)
     else:
-        result = run_edgetf(folder, args, onnx_file, io_binding=io_binding)
+        result = run_edgetf(folder, args, run)
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
@@ -266,6 +326,7 @@ def summarize(name: str, raw: dict[str, Any], weight_bytes: int, bandwidth_gbps:
         "tokens_per_s": tokens_per_s,
         "total_s": total,
         "peak_rss_mb": raw["peak_rss_mb"],
+        "runs_s": raw["seconds"],
         "weight_mb_per_token": weight_bytes / 1e6,
         "weight_gbps": weight_bytes * tokens_per_s / 1e9,
         "bandwidth_pct": 100.0 * weight_bytes * tokens_per_s / 1e9 / bandwidth_gbps,
@@ -314,9 +375,10 @@ def main() -> int:
 
     default_cache = Path(os.environ.get("TMPDIR", "/tmp")) / ("edgetf-bench-gpt2" + ("-quick" if args.quick else ""))
     folder = prepare(Path(args.models) if args.models else default_cache, args.quick)
-    if any(RUNS[name][1].startswith("model_fused") for name in args.only or CONTENDERS):
-        prepare_fused(folder, json.loads((folder / "config.json").read_text()))
-    weights = {name: onnx_weight_bytes(folder / RUNS[name][1]) for name in args.only or CONTENDERS}
+    files = {RUNS[name].file for name in args.only or CONTENDERS}
+    if any(f.startswith("model_fused") for f in files):
+        prepare_variants(folder, json.loads((folder / "config.json").read_text()), files)
+    weights = {name: onnx_weight_bytes(folder / RUNS[name].file) for name in args.only or CONTENDERS}
     results: dict[str, dict[str, Any]] = {}
     measured: list[dict[str, float]] = []
     for round_index in range(args.rounds):
@@ -354,7 +416,7 @@ def main() -> int:
         f"{args.tokens} greedy new tokens, {args.threads} threads, median of {args.repeats} x {args.rounds} rounds; "
         f"memory bandwidth {bandwidth['gbps']:.1f} GB/s (best read, {args.threads} threads, over the rounds)"
     )
-    header = f"{'contender':22} {'tok/s':>8} {'vs torch':>9} {'step ms':>8} {'model ms':>9} {'loop ms':>8} "
+    header = f"{'contender':26} {'tok/s':>8} {'vs torch':>9} {'step ms':>8} {'model ms':>9} {'loop ms':>8} "
     header += f"{'loop %':>7} {'MB/tok':>7} {'GB/s':>6} {'% bw':>6} {'RSS MB':>8}  same tokens"
     print(header)
     for r in rows:
@@ -364,7 +426,7 @@ def main() -> int:
             return format(value, spec) if isinstance(value, (int, float)) else "-"
 
         print(
-            f"{r['contender']:22} {fmt('tokens_per_s', '8.1f')} {fmt('vs_transformers_fp32', '8.2f')}x "
+            f"{r['contender']:26} {fmt('tokens_per_s', '8.1f')} {fmt('vs_transformers_fp32', '8.2f')}x "
             f"{fmt('step_ms', '8.2f')} {fmt('step_model_ms', '9.2f')} {fmt('loop_overhead_ms', '8.3f')} "
             f"{fmt('loop_overhead_pct', '6.1f')}% {fmt('weight_mb_per_token', '7.1f')} {fmt('weight_gbps', '6.2f')} "
             f"{fmt('bandwidth_pct', '5.1f')}% {fmt('peak_rss_mb', '8.0f')}  {r['same_tokens_as_transformers']}"
