@@ -4,7 +4,7 @@ ORTModelForCausalLM on the same ONNX file. Each contender runs in its own proces
     python benchmarks/bench_generation.py            # GPT-2 124M (GPT2Config() sizes, random weights)
     python benchmarks/bench_generation.py --quick    # a 2-layer model, few tokens: a smoke run
     python benchmarks/bench_generation.py --json out.json
-    python benchmarks/bench_generation.py --tokens 64 --repeats 2 --rounds 3 --only edgetf-q8 edgetf-q8-fused
+    python benchmarks/bench_generation.py --tokens 64 --repeats 3 --rounds 3 --only edgetf-q8 edgetf-q8-spin edgetf-q4
 
 Prints a table and a JSON document: end-to-end tokens/s (prefill included), per-step decode time split
 into model time (inside the ONNX step, feeds included) and loop overhead (processors, bookkeeping),
@@ -19,6 +19,11 @@ model.onnx), the GB/s that implies at its end-to-end tokens/s, and that as a sha
 bandwidth. KV-cache reads (about 74 kB per cached token here) are not counted. Weights smaller than the
 last-level cache can partly stay there between tokens, so a share near or above 100% means cache, not
 a faster memory. --rounds N interleaves the contenders N times (a shared machine's load drifts).
+
+Opt-in contenders (--only): edgetf-*-iobinding (KV cache kept in onnxruntime values), edgetf-*-spin
+(SessionOptions.allow_spinning: worker threads spin between the ~700 small ops of a step instead of
+sleeping; faster on idle cores, about 2x slower when another process shares them, hence edgetf's
+default off), edgetf-q4 (4-bit MatMulNBits, see prepare_q4).
 Needs the export extra (torch, transformers, optimum) for the reference contenders and the export.
 """
 
@@ -63,13 +68,8 @@ RUNS: dict[str, Run] = {
     "edgetf-q8-iobinding": Run("edgetf", "model_quantized.onnx", io_binding=True),
     "edgetf-fp32-iobinding": Run("edgetf", "model.onnx", io_binding=True),
     "edgetf-q8-spin": Run("edgetf", "model_quantized.onnx", spinning=True),
-    # variants built on first use (prepare_variants): fused graph, its q8 and q4
-    "edgetf-fp32-fused": Run("edgetf", "model_fused.onnx"),
-    "edgetf-q8-fused": Run("edgetf", "model_fused_quantized.onnx"),
-    "edgetf-q8-fused-iobinding": Run("edgetf", "model_fused_quantized.onnx", io_binding=True),
-    "edgetf-q8-fused-spin": Run("edgetf", "model_fused_quantized.onnx", spinning=True),
-    "edgetf-q4-fused": Run("edgetf", "model_fused_q4.onnx"),
-    "edgetf-q4-fused-spin": Run("edgetf", "model_fused_q4.onnx", spinning=True),
+    "edgetf-q4": Run("edgetf", "model_q4.onnx"),  # built on first use (prepare_q4)
+    "edgetf-q4-spin": Run("edgetf", "model_q4.onnx", spinning=True),
 }
 
 
@@ -104,44 +104,22 @@ def prepare(folder: Path, quick: bool) -> Path:
     return folder
 
 
-def prepare_variants(folder: Path, config: dict[str, Any], files: set[str]) -> None:
-    """Build the variant files among ``files`` that are missing.
-
-    model_fused.onnx: model.onnx through onnxruntime's transformer optimizer (GPT-2 fusions at opt_level
-    0, so nothing machine-specific is baked in: SkipLayerNormalization, FastGelu, fewer shape nodes; it
-    finds no Attention pattern in this export). model_fused_quantized.onnx: its q8, the recipe of
-    model_quantized.onnx. model_fused_q4.onnx: 4-bit MatMulNBits (export's q4 recipe) after untying the
-    LM head and rewriting Gemm as MatMul + Add: export's q4 alone quantizes no GPT-2 weight (its linear
-    layers are Gemm, its head a MatMul over Transpose(embedding)).
-    """
+def prepare_q4(folder: Path) -> None:
+    """model_q4.onnx: 4-bit weight-only MatMulNBits (export's q4 recipe: block 32, symmetric, int8
+    compute) after untying the LM head and rewriting Gemm as MatMul + Add. export's q4 alone quantizes
+    no GPT-2 weight: the linear layers are Gemm and the head a MatMul over Transpose(embedding)."""
+    target = folder / "model_q4.onnx"
+    if target.is_file():
+        return
     import tempfile
 
-    from export.quantize import make_dtype, quantize_q4, untie_transposed_weights
+    from export.quantize import quantize_q4, untie_transposed_weights
 
-    fused = folder / "model_fused.onnx"
-    if not fused.is_file():
-        from onnxruntime.transformers.optimizer import optimize_model
-
-        heads, hidden = int(config["n_head"]), int(config["n_embd"])
-        optimized = optimize_model(str(folder / "model.onnx"), "gpt2", num_heads=heads, hidden_size=hidden, opt_level=0)
-        optimized.save_model_to_file(str(fused))
-    if "model_fused_quantized.onnx" in files and not (folder / "model_fused_quantized.onnx").is_file():
-        quant = {"untie_lm_head": True}
-        make_dtype(
-            fused,
-            folder / "model_fused_quantized.onnx",
-            "q8",
-            target=None,
-            level="all",
-            quant=quant,
-            default_ops=("MatMul",),
-        )
-    if "model_fused_q4.onnx" in files and not (folder / "model_fused_q4.onnx").is_file():
-        with tempfile.TemporaryDirectory(prefix="edgetf-bench-q4-") as tmp:
-            untied, plain = Path(tmp) / "untied.onnx", Path(tmp) / "matmul.onnx"
-            untie_transposed_weights(fused, untied)
-            _gemms_to_matmuls(untied, plain)
-            quantize_q4(plain, folder / "model_fused_q4.onnx")
+    with tempfile.TemporaryDirectory(prefix="edgetf-bench-q4-") as tmp:
+        untied, plain = Path(tmp) / "untied.onnx", Path(tmp) / "matmul.onnx"
+        untie_transposed_weights(folder / "model.onnx", untied)
+        _gemms_to_matmuls(untied, plain)
+        quantize_q4(plain, target)
 
 
 def _gemms_to_matmuls(src: Path, dst: Path) -> int:
@@ -375,9 +353,8 @@ def main() -> int:
 
     default_cache = Path(os.environ.get("TMPDIR", "/tmp")) / ("edgetf-bench-gpt2" + ("-quick" if args.quick else ""))
     folder = prepare(Path(args.models) if args.models else default_cache, args.quick)
-    files = {RUNS[name].file for name in args.only or CONTENDERS}
-    if any(f.startswith("model_fused") for f in files):
-        prepare_variants(folder, json.loads((folder / "config.json").read_text()), files)
+    if any(RUNS[name].file == "model_q4.onnx" for name in args.only or CONTENDERS):
+        prepare_q4(folder)
     weights = {name: onnx_weight_bytes(folder / RUNS[name].file) for name in args.only or CONTENDERS}
     results: dict[str, dict[str, Any]] = {}
     measured: list[dict[str, float]] = []
