@@ -310,20 +310,24 @@ def summarize(name: str, raw: dict[str, Any], weight_bytes: int, bandwidth_gbps:
         "bandwidth_pct": 100.0 * weight_bytes * tokens_per_s / 1e9 / bandwidth_gbps,
     }
     if "step_model_seconds" in raw:
-        i = raw["seconds"].index(sorted(raw["seconds"])[len(raw["seconds"]) // 2])
-        steps = max(raw["steps"][i], 1)
+        runs = range(len(raw["seconds"]))
+        # medians over the runs, each figure on its own (an even run count has no single median run)
+        prefill = statistics.median(raw["prefill_seconds"][i] for i in runs)
+        model_step = statistics.median(raw["step_model_seconds"][i] / max(raw["steps"][i], 1) for i in runs)
         # everything outside the ONNX prefill/step calls, per generated token
-        overhead = (raw["seconds"][i] - raw["prefill_seconds"][i] - raw["step_model_seconds"][i]) / raw["tokens"]
-        model_step = raw["step_model_seconds"][i] / steps
+        overhead = statistics.median(
+            (raw["seconds"][i] - raw["prefill_seconds"][i] - raw["step_model_seconds"][i]) / raw["tokens"] for i in runs
+        )
         row.update(
             {
-                "prefill_ms": raw["prefill_seconds"][i] * 1e3,
+                "prefill_ms": prefill * 1e3,
                 "step_ms": (model_step + overhead) * 1e3,
                 "step_model_ms": model_step * 1e3,
                 "loop_overhead_ms": overhead * 1e3,
                 "loop_overhead_pct": 100.0 * overhead / (model_step + overhead),
                 # decode steps alone (prefill left out): the figure the bandwidth bound is about
                 "decode_weight_gbps": weight_bytes / (model_step + overhead) / 1e9,
+                "decode_bandwidth_pct": 100.0 * weight_bytes / (model_step + overhead) / 1e9 / bandwidth_gbps,
             }
         )
     return row
