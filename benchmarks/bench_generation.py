@@ -4,10 +4,26 @@ ORTModelForCausalLM on the same ONNX file. Each contender runs in its own proces
     python benchmarks/bench_generation.py            # GPT-2 124M (GPT2Config() sizes, random weights)
     python benchmarks/bench_generation.py --quick    # a 2-layer model, few tokens: a smoke run
     python benchmarks/bench_generation.py --json out.json
+    python benchmarks/bench_generation.py --tokens 64 --repeats 3 --rounds 3 --only edgetf-q8 edgetf-q8-nospin edgetf-q4
 
 Prints a table and a JSON document: end-to-end tokens/s (prefill included), per-step decode time split
 into model time (inside the ONNX step, feeds included) and loop overhead (processors, bookkeeping),
 peak RSS, and ratios to transformers fp32. The machine may be shared: compare ratios, not absolutes.
+
+Memory bandwidth: batch-1 decoding reads every weight once per token, so tokens/s x weight bytes per
+token is bounded by the machine's memory bandwidth. The parent measures it before each round (a
+STREAM-like read test over 1 GiB, benchmarks/common.py ``memory_bandwidth``, with --threads threads; the
+best figure counts, since other load only lowers it) and each row reports its weight bytes per token
+(the ONNX file's initializers minus Gather-only embedding tables; transformers reads the same weights as
+model.onnx), the GB/s that implies at its end-to-end tokens/s, and that as a share of the measured
+bandwidth. KV-cache reads (about 74 kB per cached token here) are not counted. Weights smaller than the
+last-level cache can partly stay there between tokens, so a share near or above 100% means cache, not
+a faster memory. --rounds N interleaves the contenders N times (a shared machine's load drifts).
+
+Opt-in contenders (--only): edgetf-*-iobinding (KV cache kept in onnxruntime values), edgetf-*-nospin
+(SessionOptions(allow_spinning=False): worker threads sleep between the ~700 small ops of a step instead
+of spinning as edgetf and onnxruntime do by default; about 1.3x slower on idle cores, faster when another
+process shares them), edgetf-q4 (4-bit MatMulNBits, see prepare_q4).
 Needs the export extra (torch, transformers, optimum) for the reference contenders and the export.
 """
 
@@ -21,11 +37,48 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTENDERS = ("transformers-fp32", "optimum-fp32", "optimum-q8", "edgetf-fp32", "edgetf-q8", "edgetf-q8-iobinding")
+sys.path.insert(0, str(ROOT))  # this checkout's edgetf and export, not an installed copy
+from benchmarks.common import memory_bandwidth, onnx_weight_bytes  # noqa: E402
+
+CONTENDERS = (
+    "transformers-fp32",
+    "optimum-fp32",
+    "optimum-q8",
+    "edgetf-fp32",
+    "edgetf-q8",
+    "edgetf-q8-nospin",
+    "edgetf-q8-iobinding",
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """How a contender runs: ``file`` is the ONNX file it runs (transformers: whose weights it holds);
+    ``spinning``: edgetf's SessionOptions.allow_spinning (on by default, as in onnxruntime)."""
+
+    runner: str  # transformers | optimum | edgetf
+    file: str
+    io_binding: bool = False
+    spinning: bool = True
+
+
+RUNS: dict[str, Run] = {
+    "transformers-fp32": Run("transformers", "model.onnx"),
+    "optimum-fp32": Run("optimum", "model.onnx"),
+    "optimum-q8": Run("optimum", "model_quantized.onnx"),
+    "edgetf-fp32": Run("edgetf", "model.onnx"),
+    "edgetf-q8": Run("edgetf", "model_quantized.onnx"),
+    "edgetf-q8-iobinding": Run("edgetf", "model_quantized.onnx", io_binding=True),
+    "edgetf-fp32-iobinding": Run("edgetf", "model.onnx", io_binding=True),
+    "edgetf-q8-nospin": Run("edgetf", "model_quantized.onnx", spinning=False),
+    "edgetf-q4": Run("edgetf", "model_q4.onnx"),  # built on first use (prepare_q4)
+    "edgetf-q4-nospin": Run("edgetf", "model_q4.onnx", spinning=False),
+}
 
 
 # -- model preparation (parent process) -------------------------------------------------------------------
@@ -38,7 +91,6 @@ def prepare(folder: Path, quick: bool) -> Path:
     import transformers
     from optimum.exporters.onnx import main_export
 
-    sys.path.insert(0, str(ROOT))
     from export.quantize import make_dtype
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -58,6 +110,49 @@ def prepare(folder: Path, quick: bool) -> Path:
     )
     marker.write_text("ok")
     return folder
+
+
+def prepare_q4(folder: Path) -> None:
+    """model_q4.onnx: 4-bit weight-only MatMulNBits (export's q4 recipe: block 32, symmetric, int8
+    compute) after untying the LM head and rewriting Gemm as MatMul + Add. export's q4 alone quantizes
+    no GPT-2 weight: the linear layers are Gemm and the head a MatMul over Transpose(embedding)."""
+    target = folder / "model_q4.onnx"
+    if target.is_file():
+        return
+    import tempfile
+
+    from export.quantize import quantize_q4, untie_transposed_weights
+
+    with tempfile.TemporaryDirectory(prefix="edgetf-bench-q4-") as tmp:
+        untied, plain = Path(tmp) / "untied.onnx", Path(tmp) / "matmul.onnx"
+        untie_transposed_weights(folder / "model.onnx", untied)
+        _gemms_to_matmuls(untied, plain)
+        quantize_q4(plain, target)
+
+
+def _gemms_to_matmuls(src: Path, dst: Path) -> int:
+    """Rewrite each plain Gemm (no transposes, alpha = beta = 1) as MatMul (+ Add of its bias)."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(src))
+    nodes, rewritten = [], 0
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        plain = not attrs.get("transA", 0) and not attrs.get("transB", 0)
+        if node.op_type != "Gemm" or not plain or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+            nodes.append(node)
+            continue
+        biased = len(node.input) > 2 and node.input[2]
+        product = node.output[0] + "/matmul" if biased else node.output[0]
+        nodes.append(helper.make_node("MatMul", list(node.input[:2]), [product], name=node.name + "/MatMul"))
+        if biased:
+            nodes.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=node.name + "/Add"))
+        rewritten += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.save(model, str(dst))
+    return rewritten
 
 
 # -- contenders (one child process each) ----------------------------------------------------------------
@@ -128,19 +223,19 @@ class _Timed:
         self.inner.select(rows)
 
 
-def run_edgetf(folder: Path, args: argparse.Namespace, onnx_file: str, io_binding: bool) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT))
+def run_edgetf(folder: Path, args: argparse.Namespace, run: Run) -> dict[str, Any]:
     from edgetf.generation import CausalLM, GenerationConfig, generate
     from edgetf.session import Session, SessionOptions
 
     config = json.loads((folder / "config.json").read_text())
-    session = Session(folder / onnx_file, options=SessionOptions(intra_op_threads=args.threads))
+    options = SessionOptions(intra_op_threads=args.threads, allow_spinning=run.spinning)
+    session = Session(folder / run.file, options=options)
     ids = _prompt(config["vocab_size"], args.prompt)
     gen = GenerationConfig.from_dict(json.loads((folder / "generation_config.json").read_text()))
     gen.update(max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False)
     times, model_s, prefill_s, steps = [], [], [], []
     for _ in range(args.repeats + 1):
-        model = _Timed(CausalLM(session, config, io_binding=io_binding))
+        model = _Timed(CausalLM(session, config, io_binding=run.io_binding))
         start = time.perf_counter()
         out = generate(model, ids, gen, max_positions=config["n_positions"])
         times.append(time.perf_counter() - start)
@@ -158,22 +253,15 @@ def run_edgetf(folder: Path, args: argparse.Namespace, onnx_file: str, io_bindin
 
 
 def worker(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
-    if name == "transformers-fp32":
+    if name not in RUNS:
+        raise SystemExit(f"unknown contender {name!r}; known: {', '.join(RUNS)}")
+    run = RUNS[name]
+    if run.runner == "transformers":
         result = run_transformers(folder, args)
-    elif name == "optimum-fp32":
-        result = run_transformers(folder, args, "model.onnx")
-    elif name == "optimum-q8":
-        result = run_transformers(folder, args, "model_quantized.onnx")
-    elif name == "edgetf-fp32":
-        result = run_edgetf(folder, args, "model.onnx", io_binding=False)
-    elif name == "edgetf-q8":
-        result = run_edgetf(folder, args, "model_quantized.onnx", io_binding=False)
-    elif name == "edgetf-q8-iobinding":
-        result = run_edgetf(folder, args, "model_quantized.onnx", io_binding=True)
-    elif name == "edgetf-fp32-iobinding":
-        result = run_edgetf(folder, args, "model.onnx", io_binding=True)
+    elif run.runner == "optimum":
+        result = run_transformers(folder, args, run.file)
     else:
-        raise SystemExit(f"unknown contender {name!r}; known: {', '.join(CONTENDERS)}, edgetf-fp32-iobinding")
+        result = run_edgetf(folder, args, run)
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
@@ -189,28 +277,65 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def run_contender(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any] | None:
+    """One contender in its own process; None (and its stderr printed) when it fails."""
+    cmd = [sys.executable, __file__, "--worker", name, "--folder", str(folder)]
+    cmd += ["--tokens", str(args.tokens), "--prompt", str(args.prompt), "--repeats", str(args.repeats)]
+    cmd += ["--threads", str(args.threads)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        print(f"{name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def merge_raw(before: dict[str, Any] | None, raw: dict[str, Any]) -> dict[str, Any]:
+    """Pool the timed runs of several rounds (per-run lists concatenate; peak RSS is the largest)."""
+    if before is None:
+        return raw
+    merged = dict(raw)
+    for key in ("seconds", "prefill_seconds", "step_model_seconds", "steps"):
+        if key in raw:
+            merged[key] = before[key] + raw[key]
+    merged["peak_rss_mb"] = max(before["peak_rss_mb"], raw["peak_rss_mb"])
+    return merged
+
+
 # -- summary ------------------------------------------------------------------------------------------------
-def summarize(name: str, raw: dict[str, Any]) -> dict[str, Any]:
+def summarize(name: str, raw: dict[str, Any], weight_bytes: int, bandwidth_gbps: float) -> dict[str, Any]:
+    """One table row; ``weight_bytes``: read per generated token; ``bandwidth_gbps``: the measured limit."""
     total = statistics.median(raw["seconds"])
+    tokens_per_s = raw["tokens"] / total
     row = {
         "contender": name,
-        "tokens_per_s": raw["tokens"] / total,
+        "tokens_per_s": tokens_per_s,
         "total_s": total,
         "peak_rss_mb": raw["peak_rss_mb"],
+        "runs_s": raw["seconds"],
+        "weight_mb_per_token": weight_bytes / 1e6,
+        "weight_gbps": weight_bytes * tokens_per_s / 1e9,
+        "bandwidth_pct": 100.0 * weight_bytes * tokens_per_s / 1e9 / bandwidth_gbps,
     }
     if "step_model_seconds" in raw:
-        i = raw["seconds"].index(sorted(raw["seconds"])[len(raw["seconds"]) // 2])
-        steps = max(raw["steps"][i], 1)
+        runs = range(len(raw["seconds"]))
+        # medians over the runs, each figure on its own (an even run count has no single median run)
+        prefill = statistics.median(raw["prefill_seconds"][i] for i in runs)
+        model_step = statistics.median(raw["step_model_seconds"][i] / max(raw["steps"][i], 1) for i in runs)
         # everything outside the ONNX prefill/step calls, per generated token
-        overhead = (raw["seconds"][i] - raw["prefill_seconds"][i] - raw["step_model_seconds"][i]) / raw["tokens"]
-        model_step = raw["step_model_seconds"][i] / steps
+        overhead = statistics.median(
+            (raw["seconds"][i] - raw["prefill_seconds"][i] - raw["step_model_seconds"][i]) / raw["tokens"] for i in runs
+        )
         row.update(
             {
-                "prefill_ms": raw["prefill_seconds"][i] * 1e3,
+                "prefill_ms": prefill * 1e3,
                 "step_ms": (model_step + overhead) * 1e3,
                 "step_model_ms": model_step * 1e3,
                 "loop_overhead_ms": overhead * 1e3,
                 "loop_overhead_pct": 100.0 * overhead / (model_step + overhead),
+                # decode steps alone (prefill left out): the figure the bandwidth bound is about
+                "decode_weight_gbps": weight_bytes / (model_step + overhead) / 1e9,
+                "decode_bandwidth_pct": 100.0 * weight_bytes / (model_step + overhead) / 1e9 / bandwidth_gbps,
             }
         )
     return row
@@ -224,7 +349,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed runs after one warm-up (default 3)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default=None, help="cache folder for the exported model")
-    parser.add_argument("--only", nargs="+", choices=(*CONTENDERS, "edgetf-fp32-iobinding"), default=None)
+    parser.add_argument("--only", nargs="+", choices=tuple(RUNS), default=None)
+    parser.add_argument("--rounds", type=int, default=1, help="passes over the contenders, interleaved (default 1)")
+    parser.add_argument("--bandwidth-mb", type=int, default=1024, help="array size of the bandwidth test")
     parser.add_argument("--json", default=None, help="write the JSON result here too")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--folder", default=None, help=argparse.SUPPRESS)
@@ -238,19 +365,33 @@ def main() -> int:
 
     default_cache = Path(os.environ.get("TMPDIR", "/tmp")) / ("edgetf-bench-gpt2" + ("-quick" if args.quick else ""))
     folder = prepare(Path(args.models) if args.models else default_cache, args.quick)
-    results = {}
-    for name in args.only or CONTENDERS:
-        cmd = [sys.executable, __file__, "--worker", name, "--folder", str(folder)]
-        cmd += ["--tokens", str(args.tokens), "--prompt", str(args.prompt), "--repeats", str(args.repeats)]
-        cmd += ["--threads", str(args.threads)]
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            print(f"{name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-            continue
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if any(RUNS[name].file == "model_q4.onnx" for name in args.only or CONTENDERS):
+        prepare_q4(folder)
+    weights = {name: onnx_weight_bytes(folder / RUNS[name].file) for name in args.only or CONTENDERS}
+    results: dict[str, dict[str, Any]] = {}
+    measured: list[dict[str, float]] = []
+    for round_index in range(args.rounds):
+        # the bandwidth test runs once per round; a shared machine depresses it, so its best is the limit
+        measured.append(memory_bandwidth(args.bandwidth_mb, threads=args.threads))
+        m = measured[-1]
+        print(
+            f"round {round_index + 1}/{args.rounds}: memory bandwidth read {m['read_gbps']:.1f} GB/s "
+            f"({args.threads} threads), {m['read_1t_gbps']:.1f} (1 thread), copy {m['copy_gbps']:.1f}",
+            file=sys.stderr,
+        )
+        for name in args.only or CONTENDERS:
+            raw = run_contender(name, folder, args)
+            if raw is not None:
+                results[name] = merge_raw(results.get(name), raw)
+    bandwidth = {
+        "gbps": max(m["gbps"] for m in measured),
+        "read_gbps": max(m["read_gbps"] for m in measured),
+        "read_1t_gbps": max(m["read_1t_gbps"] for m in measured),
+        "copy_gbps": max(m["copy_gbps"] for m in measured),
+        "per_round": measured,
+    }
 
-    rows = [summarize(name, raw) for name, raw in results.items()]
+    rows = [summarize(name, raw, weights[name]["weight_bytes"], bandwidth["gbps"]) for name, raw in results.items()]
     base = next((r["tokens_per_s"] for r in rows if r["contender"] == "transformers-fp32"), None)
     for row in rows:
         row["vs_transformers_fp32"] = row["tokens_per_s"] / base if base else None
@@ -261,10 +402,11 @@ def main() -> int:
 
     print(
         f"\nGPT-2 {'quick (2 layers)' if args.quick else '124M'}, random weights; prompt {args.prompt} tokens, "
-        f"{args.tokens} greedy new tokens, {args.threads} threads, median of {args.repeats}"
+        f"{args.tokens} greedy new tokens, {args.threads} threads, median of {args.repeats} x {args.rounds} rounds; "
+        f"memory bandwidth {bandwidth['gbps']:.1f} GB/s (best read, {args.threads} threads, over the rounds)"
     )
-    header = f"{'contender':22} {'tok/s':>8} {'vs torch':>9} {'step ms':>8} {'model ms':>9} {'loop ms':>8} "
-    header += f"{'loop %':>7} {'RSS MB':>8}  same tokens"
+    header = f"{'contender':26} {'tok/s':>8} {'vs torch':>9} {'step ms':>8} {'model ms':>9} {'loop ms':>8} "
+    header += f"{'loop %':>7} {'MB/tok':>7} {'GB/s':>6} {'% bw':>6} {'RSS MB':>8}  same tokens"
     print(header)
     for r in rows:
 
@@ -273,9 +415,10 @@ def main() -> int:
             return format(value, spec) if isinstance(value, (int, float)) else "-"
 
         print(
-            f"{r['contender']:22} {fmt('tokens_per_s', '8.1f')} {fmt('vs_transformers_fp32', '8.2f')}x "
+            f"{r['contender']:26} {fmt('tokens_per_s', '8.1f')} {fmt('vs_transformers_fp32', '8.2f')}x "
             f"{fmt('step_ms', '8.2f')} {fmt('step_model_ms', '9.2f')} {fmt('loop_overhead_ms', '8.3f')} "
-            f"{fmt('loop_overhead_pct', '6.1f')}% {fmt('peak_rss_mb', '8.0f')}  {r['same_tokens_as_transformers']}"
+            f"{fmt('loop_overhead_pct', '6.1f')}% {fmt('weight_mb_per_token', '7.1f')} {fmt('weight_gbps', '6.2f')} "
+            f"{fmt('bandwidth_pct', '5.1f')}% {fmt('peak_rss_mb', '8.0f')}  {r['same_tokens_as_transformers']}"
         )
     document = {
         "model": "gpt2-quick" if args.quick else "gpt2-124M",
@@ -285,6 +428,8 @@ def main() -> int:
         "repeats": args.repeats,
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(),
+        "memory_bandwidth": bandwidth,
+        "weights": {name: weights[name] for name in results},
         "results": rows,
     }
     text = json.dumps(document, indent=2)

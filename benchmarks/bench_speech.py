@@ -40,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's edgetf and export, not an installed copy
 
-from benchmarks.common import dir_size_mb, p95, peak_rss_self_mb, table  # noqa: E402
+from benchmarks.common import build_bundle, dir_size_mb, p95, peak_rss_self_mb, table  # noqa: E402
 
 CONTENDERS = (
     "transformers-fp32",
@@ -105,20 +105,6 @@ def entries(quick: bool) -> dict[str, Any]:
             quantize=dict(ctc.quantize),
         ),
     }
-
-
-def prepare(entry: Any, folder: Path) -> tuple[Path, Path]:
-    """(bundle, checkpoint) built once with the export code (verification skipped: random base weights)."""
-    from export.build import checkpoint_dir, export_entry
-
-    bundle, ckpt = folder / entry.name, checkpoint_dir(folder, entry.name)
-    marker = bundle / ".bench-ready"
-    if not marker.is_file():
-        result = export_entry(entry, folder, tiny_model=True, verify=False, log=lambda m: print(m, file=sys.stderr))
-        if result.status != "ok":
-            raise SystemExit(f"building {entry.name} failed: {result.detail}")
-        marker.write_text(repr(entry))
-    return bundle, ckpt
 
 
 def clip(seconds: float) -> Any:
@@ -425,7 +411,7 @@ def main() -> None:
     for model, entry in entries(args.quick).items():
         if args.only and model not in args.only:
             continue
-        bundle, ckpt = prepare(entry, folder)
+        bundle, ckpt = build_bundle(entry, folder)
         options = {"max_new_tokens": max_new} if model == "whisper" else {}
         names = list(args.contenders)
         skipped = [n for n in names if n.startswith("bare") and model == "whisper"]

@@ -130,3 +130,92 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> st
             cells.append("—" if value is None else (format(value, fmt) if fmt else str(value)))
         body.append("| " + " | ".join(cells) + " |")
     return "\n".join([head, sep, *body])
+
+
+def memory_bandwidth(size_mb: int = 1024, threads: int = 1, repeats: int = 10) -> dict[str, float]:
+    """Measured main-memory bandwidth in GB/s (1e9 bytes/s), best of ``repeats``: the physical limit of
+    batch-1 decoding, which must read every weight once per token.
+
+    ``read_gbps``: a STREAM-like read test: ``max`` over a float32 array of ``size_mb`` (far larger than
+    the caches), split across ``threads`` Python threads (numpy reductions release the GIL but are
+    single-threaded each); ``max`` rather than ``sum`` because numpy's pairwise float sum is
+    compute-bound below the memory speed. ``read_1t_gbps``: the same on one thread.
+    ``copy_gbps``: ``np.copyto`` counted as read + write bytes (write-allocate traffic not counted).
+    ``gbps``: the best read figure, the one to compare decoding against.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    data = np.ones((size_mb << 20) // 4, dtype=np.float32)
+    out = np.empty_like(data)
+
+    def best(fn: Callable[[], Any], nbytes: int) -> float:
+        fn()  # first touch: page faults, not bandwidth
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            seconds.append(time.perf_counter() - start)
+        return nbytes / min(seconds) / 1e9
+
+    result = {"size_mb": float(size_mb), "threads": float(threads)}
+    result["read_1t_gbps"] = best(lambda: data.max(), data.nbytes)
+    with ThreadPoolExecutor(max(threads, 1)) as pool:
+        parts, outs = np.array_split(data, max(threads, 1)), np.array_split(out, max(threads, 1))
+        result["read_gbps"] = best(lambda: list(pool.map(np.max, parts)), data.nbytes)
+        result["copy_gbps"] = best(lambda: list(pool.map(np.copyto, outs, parts)), 2 * data.nbytes)
+    result["gbps"] = max(result["read_1t_gbps"], result["read_gbps"])
+    return result
+
+
+def onnx_weight_bytes(path: Path) -> dict[str, int]:
+    """Bytes of the initializers a batch-1 decoding step reads in full, classified by consuming op.
+
+    ``weight_bytes``: every initializer with at least one consumer other than ``Gather`` (MatMul,
+    MatMulInteger, Gemm, their scales and zero points, biases, norms; a tied embedding that also feeds the
+    LM head through ``Transpose`` counts, since the head reads all of it). ``gather_only_bytes``: tables
+    only ever indexed (token and position embeddings): a step reads one row of each, so they are left out.
+    Sizes come from the declared shapes, so weights in external data files count without being loaded.
+    Initializers used inside subgraphs (merged decoders' If branches) count once.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    consumers: dict[str, set[str]] = {}
+    sizes: dict[str, int] = {}
+
+    def walk(graph: Any) -> None:
+        for init in graph.initializer:
+            count = 1
+            for dim in init.dims:
+                count *= dim
+            sizes[init.name] = count * onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+        for node in graph.node:
+            for name in node.input:
+                consumers.setdefault(name, set()).add(node.op_type)
+            for attr in node.attribute:
+                if attr.g is not None and attr.g.node:
+                    walk(attr.g)
+
+    walk(model.graph)
+    gather_only = {n for n in sizes if consumers.get(n) == {"Gather"}}
+    return {
+        "weight_bytes": sum(b for n, b in sizes.items() if n not in gather_only and n in consumers),
+        "gather_only_bytes": sum(sizes[n] for n in gather_only),
+    }
+
+
+def build_bundle(entry: Any, folder: Path) -> tuple[Path, Path]:
+    """(bundle, checkpoint) of a catalog-style entry built once with the export code from a random-weight
+    checkpoint (``entry.tiny``; verification skipped: random weights); cached in ``folder``."""
+    from export.build import checkpoint_dir, export_entry
+
+    bundle, ckpt = folder / entry.name, checkpoint_dir(folder, entry.name)
+    marker = bundle / ".bench-ready"
+    if not marker.is_file():
+        result = export_entry(entry, folder, tiny_model=True, verify=False, log=lambda m: print(m, file=sys.stderr))
+        if result.status != "ok":
+            raise SystemExit(f"building {entry.name} failed: {result.detail}")
+        marker.write_text(repr(entry))
+    return bundle, ckpt

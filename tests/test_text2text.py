@@ -137,6 +137,29 @@ def test_io_binding_decoder_agrees(bart):
     np.testing.assert_array_equal(*outs)
 
 
+def test_beam_reorders_keep_the_shared_encoder_cache(bart):
+    pipe = edgetf.pipeline("summarization", bart.bundle, dtype="fp32")
+    feeds = pipe.encode(TEXTS[:2], {})
+    hidden = pipe.session("encoder_model").run(feeds)["last_hidden_state"]
+    cfg = pipe.resolve({"num_beams": 3, "max_new_tokens": 10})
+    outs = []
+    for share in (False, True):
+        dec = Seq2SeqDecoder(
+            pipe.session("decoder_model_merged"), hidden, feeds["attention_mask"], share_encoder_cache=share
+        )
+        out = generate(dec, np.full((2, 1), 2), cfg)
+        outs.append((out.sequences, out.sequences_scores))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    # after the expansion to beams, a reorder within each input's beams leaves the encoder side alone
+    encoder_side = {n: v for n, v in dec.cache.items() if ".encoder." in n}
+    dec.select(np.array([2, 2, 0, 4, 3, 5]))
+    assert all(dec.cache[n] is v for n, v in encoder_side.items())
+    dec.select(np.array([3, 4, 5, 0, 1, 2]))  # rows change input: everything moves
+    assert all(dec.cache[n] is not v for n, v in encoder_side.items())
+    np.testing.assert_array_equal(dec.encoder_hidden_states, np.repeat(hidden, 3, axis=0)[[3, 4, 5, 0, 1, 2]])
+
+
 @pytest.mark.parametrize("name", ["distilbart-cnn", "t5-small"])
 def test_q8_merged_decoder_is_quantized_and_agrees(tiny, name):
     built = tiny.get(name)

@@ -209,33 +209,6 @@ def split_segments(
     return segments, int(seq[last - 2] - timestamp_begin) * input_stride
 
 
-class SharedEncoderDecoder(Seq2SeqDecoder):
-    """A merged decoder whose beam reorders skip the encoder side.
-
-    Beam search only moves cache rows within one input's beams, and every beam of an input holds the same
-    cross-attention cache and encoder states; so when a reorder keeps each row within its input, only the
-    decoder self-attention cache is gathered. (For Whisper-base with 5 beams the cross-attention cache is
-    ~90 MB: gathering it every step took about a third of the decoding time.)
-    """
-
-    def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> np.ndarray:
-        logits = super().prefill(input_ids, attention_mask)
-        self._source = np.arange(input_ids.shape[0])
-        return logits
-
-    def select(self, rows: np.ndarray) -> None:
-        rows = np.asarray(rows, dtype=np.int64)
-        source = self._source[rows]
-        if not np.array_equal(source, self._source):
-            super().select(rows)  # expansion to beams (or a reorder across inputs): everything moves
-            self._source = source
-            return
-        for name in self.decoder_past:
-            value = self.cache[name]
-            array = value if isinstance(value, np.ndarray) else value.numpy()
-            self.cache[name] = array[rows]
-
-
 class WhisperModel:
     """Encoder + merged decoder sessions of a Whisper bundle and the seek loop over a spectrogram."""
 
@@ -315,7 +288,7 @@ class WhisperModel:
                 hidden = first_hidden
             else:
                 hidden = self.encode(self.window(features, seek, frames)[None])
-            decoder = SharedEncoderDecoder(self.decoder, hidden, None, self.config)
+            decoder = Seq2SeqDecoder(self.decoder, hidden, None, self.config)
             out = generate(
                 decoder,
                 start,

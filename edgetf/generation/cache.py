@@ -15,6 +15,12 @@ First step: decoder past of length 0, encoder past (unused by the no-cache branc
 length, ``use_cache_branch=False``; later steps feed the presents back with ``use_cache_branch=True``
 and keep the encoder's cross-attention cache from the first step.
 
+Beam search reorders cache rows every step, but only within one input's beams, and all beams of an
+input share the same cross-attention cache and encoder states: :meth:`Seq2SeqDecoder.select` then
+gathers only the decoder's self-attention cache, and moves the encoder side only when rows change
+input (the expansion to beams). For Whisper-base with 5 beams the cross-attention cache is ~90 MB:
+gathering it every step took about a third of the decoding time.
+
 With ``io_binding=True`` the presents stay onnxruntime values and are bound as the next step's past
 without a round trip through numpy (only the logits are copied out). Measured on GPT-2 124M q8 (CPU,
 1 thread, 64 tokens): 23.7 tokens/s with IO binding vs 26.1 without, i.e. no gain (the copy is small next
@@ -119,8 +125,11 @@ class _CachedDecoder:
 
     def select(self, rows: np.ndarray) -> None:
         """Keep cache row rows[i] as row i (expanding for beams/samples, reordering beams)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        for name, value in self.cache.items():
+        self._gather(list(self.cache), np.asarray(rows, dtype=np.int64))
+
+    def _gather(self, names: list[str], rows: np.ndarray) -> None:
+        for name in names:
+            value = self.cache[name]
             array = value.numpy() if isinstance(value, ort.OrtValue) else value
             self.cache[name] = array[rows]
 
@@ -157,7 +166,11 @@ class CausalLM(_CachedDecoder):
 
 
 class Seq2SeqDecoder(_CachedDecoder):
-    """The merged decoder of an encoder-decoder model, bound to one batch of encoder outputs."""
+    """The merged decoder of an encoder-decoder model, bound to one batch of encoder outputs.
+
+    share_encoder_cache: reorders that keep every row with its own input gather only the decoder's
+    self-attention cache (see the module docstring); False gathers everything, as a baseline to measure.
+    """
 
     def __init__(
         self,
@@ -167,6 +180,7 @@ class Seq2SeqDecoder(_CachedDecoder):
         config: Mapping[str, Any] | None = None,
         *,
         io_binding: bool = False,
+        share_encoder_cache: bool = True,
     ):
         super().__init__(session, config, io_binding=io_binding)
         if not self.merged:
@@ -180,6 +194,8 @@ class Seq2SeqDecoder(_CachedDecoder):
             encoder_attention_mask = np.ones((rows, enc_len), dtype=np.int64)
         self.encoder_attention_mask = np.asarray(encoder_attention_mask, dtype=np.int64)
         self.decoder_past = [n for n in self.past_names if ".encoder." not in n]
+        self.share_encoder_cache = share_encoder_cache
+        self._source = np.arange(rows)  # the input (encoder row) each cache row belongs to
 
     def _feeds(self, input_ids: np.ndarray, *, first: bool) -> dict[str, np.ndarray]:
         return {
@@ -198,12 +214,19 @@ class Seq2SeqDecoder(_CachedDecoder):
         enc_len = self.encoder_hidden_states.shape[1]
         past = {n: self._empty(n, rows, enc_len if ".encoder." in n else 0) for n in self.past_names}
         self.cache = {}
+        self._source = np.arange(rows)
         return self._run(self._feeds(input_ids, first=True), past, self.past_names)
 
     def step(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> np.ndarray:
         return self._run(self._feeds(input_ids, first=False), self.cache, self.decoder_past)
 
     def select(self, rows: np.ndarray) -> None:
-        super().select(rows)
+        rows = np.asarray(rows, dtype=np.int64)
+        source = self._source[rows]
+        if self.share_encoder_cache and np.array_equal(source, self._source):
+            self._gather(self.decoder_past, rows)  # each row stays with its input: the encoder side is right
+            return
+        super().select(rows)  # expansion to beams/samples, or rows moving across inputs: everything moves
         self.encoder_hidden_states = self.encoder_hidden_states[rows]
         self.encoder_attention_mask = self.encoder_attention_mask[rows]
+        self._source = source
