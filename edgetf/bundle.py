@@ -13,7 +13,6 @@ checksums are checked.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import BundleError, DtypeError, IntegrityError
+from .hashcache import file_sha256
 
 MANIFEST = "edgetf.json"
 MANIFEST_FORMAT = 1
@@ -40,14 +40,6 @@ DTYPE_SUFFIX: dict[str, str] = {
 _AUTO_ORDER = ("fp32", "q8", "int8", "uint8", "fp16", "q4", "q4f16", "bnb4")
 
 Verify = Literal["full", "size", "none"]
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def onnx_filename(component: str, dtype: str) -> str:
@@ -115,7 +107,7 @@ class Bundle:
         if meta is not None and self.verify != "none" and rel not in self._verified:
             self._check_size(rel, meta)
             if self.verify == "full":
-                actual = sha256_file(path)
+                actual = file_sha256(path)
                 if actual != meta.get("sha256"):
                     raise IntegrityError(
                         f"{rel} in {self.root} does not match {MANIFEST}: sha256 {actual[:12]}... "

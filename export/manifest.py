@@ -9,7 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgetf.bundle import MANIFEST, MANIFEST_FORMAT, sha256_file
+from edgetf.bundle import MANIFEST, MANIFEST_FORMAT
+from edgetf.hashcache import sha256_file
 
 TOOLS = ("edgetf", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "tokenizers")
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# verified-hash cache (edgetf/hashcache.py) of this run only: tests never write to ~/.cache
+os.environ.setdefault("EDGETF_CACHE_DIR", tempfile.mkdtemp(prefix="edgetf-test-cache-"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402

@@ -1,12 +1,14 @@
 """Bundle contract: layout, manifest checks, dtype resolution, clear errors for every bad case."""
 
 import json
+import os
 import shutil
 
 import numpy as np
 import pytest
 
 import edgetf
+from edgetf import hashcache
 from edgetf.bundle import Bundle, onnx_filename
 from edgetf.errors import (
     BundleError,
@@ -227,3 +229,40 @@ def test_optimized_graph_cache_is_reused(built, tmp_path):
     assert len(cached) == 1
     second = edgetf.pipeline(None, built.bundle, dtype="fp32", session_options=options)
     assert second("cache me") == out
+
+
+def test_verified_hash_is_remembered_while_the_file_is_unchanged(copy, monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGETF_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(hashcache, "RACY_SECONDS", 0.0)  # the copy was just written
+    expected = edgetf.pipeline("text-classification", copy, dtype="q8")("cached")
+    cached = json.loads((tmp_path / "cache" / hashcache.CACHE_FILE).read_text())
+    data = str((copy / "onnx" / "model_quantized.onnx_data").resolve())
+    assert data in cached
+    manifest = json.loads((copy / "edgetf.json").read_text())
+    assert cached[data]["sha256"] == manifest["files"]["onnx/model_quantized.onnx_data"]["sha256"]
+
+    def no_hashing(path):
+        raise AssertionError(f"{path} was hashed again")
+
+    monkeypatch.setattr(hashcache, "sha256_file", no_hashing)
+    assert edgetf.pipeline("text-classification", copy, dtype="q8")("cached") == expected
+
+
+def test_changed_file_is_rehashed_even_with_its_mtime_restored(copy, monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGETF_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(hashcache, "RACY_SECONDS", 0.0)
+    edgetf.pipeline("text-classification", copy, dtype="q8")("warm the cache")
+    path = copy / "onnx" / "model_quantized.onnx_data"
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size and mtime; ctime still moves
+    with pytest.raises(IntegrityError, match="model_quantized.onnx_data.*sha256"):
+        edgetf.pipeline("text-classification", copy, dtype="q8")("tampered")
+
+
+def test_empty_cache_dir_setting_hashes_every_time(copy, monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGETF_CACHE_DIR", "")
+    assert hashcache.cache_path() is None
+    assert edgetf.pipeline("text-classification", copy, dtype="q8")("no cache")
