@@ -137,6 +137,7 @@ def whisper(tiny):
 @example({"array": np.ones(1000, np.float32), "sampling_rate": 10**9})  # resampled to 0 samples
 @example({"array": np.ones(3, np.float32), "sampling_rate": 1})
 @example({"array": np.ones(2000, np.float32), "sampling_rate": 1e300})  # soxr never returned
+@example({"array": np.ones(2000, np.float32), "sampling_rate": 16000, "text": ""})  # replaced the transcription
 def test_ctc_transcribes_or_raises_invalid_input(ctc, value):
     try:
         out = ctc(value)

@@ -184,6 +184,12 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
 
     def _one(self, item: Any, opts: Mapping[str, Any]) -> dict[str, Any]:
         audio = load_audio(item, self.sampling_rate, allow_stride=True)
+        clash = sorted(set(audio.extra) & {"text", "chunks"})
+        if clash:  # transformers would silently replace its transcription with them
+            raise InvalidInputError(
+                f"the audio dict's extra key(s) {clash} would overwrite the output's; extra keys are passed "
+                "through to the output, so use other names (the input keys are array/raw, sampling_rate, stride)"
+            )
         if self.is_whisper:
             return self._whisper(audio, opts)
         return self._ctc(audio, opts)
