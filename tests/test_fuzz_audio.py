@@ -210,6 +210,8 @@ def test_resample_length_follows_the_rate_ratio(samples, rate_in, rate_out):
     st.sampled_from([1, 320]),
     st.integers(0, 100000),
 )
+@example(2.247116418577895e304, None, 8000, 1, 0)  # seconds * rate overflowed int()
+@example(math.nan, None, 8000, 1, 0)
 def test_chunk_plan_covers_the_audio(length_s, stride_s, rate, align, n):
     try:
         chunk, left, right = chunk_sizes(length_s, stride_s, rate, align)

@@ -7,6 +7,7 @@ joined. Lengths are aligned to the model's input-to-output ratio, as the referen
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,18 +24,30 @@ class Chunk:
     is_last: bool
 
 
+MAX_CHUNK_S = 3600  # an hour per chunk: far beyond any model's window, small enough to count in samples
+
+
+def _seconds(value: Any) -> bool:
+    """A real, finite number of seconds no larger than MAX_CHUNK_S (sign checked by the caller)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and abs(value) <= MAX_CHUNK_S
+
+
 def chunk_sizes(
     chunk_length_s: Any, stride_length_s: Any, sampling_rate: int, align_to: int = 1
 ) -> tuple[int, int, int]:
     """(chunk, left stride, right stride) in samples; the strides default to chunk_length_s / 6."""
-    if isinstance(chunk_length_s, bool) or not isinstance(chunk_length_s, (int, float)) or chunk_length_s <= 0:
-        raise InvalidInputError(f"chunk_length_s must be a positive number of seconds, got {chunk_length_s!r}")
+    if not _seconds(chunk_length_s) or chunk_length_s <= 0:
+        raise InvalidInputError(
+            f"chunk_length_s must be a positive number of seconds up to {MAX_CHUNK_S}, got {chunk_length_s!r}"
+        )
     if stride_length_s is None:
         stride_length_s = chunk_length_s / 6
     if isinstance(stride_length_s, (int, float)) and not isinstance(stride_length_s, bool):
         stride_length_s = [stride_length_s, stride_length_s]
     ok = isinstance(stride_length_s, (list, tuple)) and len(stride_length_s) == 2
-    ok = ok and all(isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0 for s in stride_length_s)
+    ok = ok and all(_seconds(s) and s >= 0 for s in stride_length_s)
     if not ok:
         raise InvalidInputError(
             f"stride_length_s must be a non-negative number or a (left, right) pair, got {stride_length_s!r}"
