@@ -113,9 +113,8 @@ def prepare(folder: Path, quick: bool) -> Path:
 
 
 def prepare_q4(folder: Path) -> None:
-    """model_q4.onnx: 4-bit weight-only MatMulNBits (export's q4 recipe: block 32, symmetric, int8
-    compute) after untying the LM head and rewriting Gemm as MatMul + Add. export's q4 alone quantizes
-    no GPT-2 weight: the linear layers are Gemm and the head a MatMul over Transpose(embedding)."""
+    """model_q4.onnx: export's q4 recipe (4-bit weight-only MatMulNBits, block 32, symmetric, int8
+    compute; Gemms rewritten as MatMul first) after untying the LM head, as the catalog's untie_lm_head does."""
     target = folder / "model_q4.onnx"
     if target.is_file():
         return
@@ -124,35 +123,9 @@ def prepare_q4(folder: Path) -> None:
     from export.quantize import quantize_q4, untie_transposed_weights
 
     with tempfile.TemporaryDirectory(prefix="edgetf-bench-q4-") as tmp:
-        untied, plain = Path(tmp) / "untied.onnx", Path(tmp) / "matmul.onnx"
+        untied = Path(tmp) / "untied.onnx"
         untie_transposed_weights(folder / "model.onnx", untied)
-        _gemms_to_matmuls(untied, plain)
-        quantize_q4(plain, target)
-
-
-def _gemms_to_matmuls(src: Path, dst: Path) -> int:
-    """Rewrite each plain Gemm (no transposes, alpha = beta = 1) as MatMul (+ Add of its bias)."""
-    import onnx
-    from onnx import helper
-
-    model = onnx.load(str(src))
-    nodes, rewritten = [], 0
-    for node in model.graph.node:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        plain = not attrs.get("transA", 0) and not attrs.get("transB", 0)
-        if node.op_type != "Gemm" or not plain or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
-            nodes.append(node)
-            continue
-        biased = len(node.input) > 2 and node.input[2]
-        product = node.output[0] + "/matmul" if biased else node.output[0]
-        nodes.append(helper.make_node("MatMul", list(node.input[:2]), [product], name=node.name + "/MatMul"))
-        if biased:
-            nodes.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=node.name + "/Add"))
-        rewritten += 1
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    onnx.save(model, str(dst))
-    return rewritten
+        quantize_q4(untied, target)
 
 
 # -- contenders (one child process each) ----------------------------------------------------------------

@@ -168,16 +168,44 @@ def quantize_q8(
 
 
 def quantize_q4(src: Path, dst: Path, *, block_size: int = 32) -> dict[str, Any]:
-    """4-bit weight-only (MatMulNBits) quantization of MatMul weights; activations stay float."""
+    """4-bit weight-only (MatMulNBits) quantization of MatMul weights; activations stay float.
+
+    MatMulNBits only replaces MatMul, so plain Gemms (GPT-2's Conv1D layers export as Gemm) are first
+    rewritten as MatMul + Add (exact); otherwise they would silently stay float in a "q4" file.
+    """
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    quantizer = MatMulNBitsQuantizer(
-        onnx.load(str(src)), bits=4, block_size=block_size, is_symmetric=True, accuracy_level=4
-    )
+    model = onnx.load(str(src))
+    gemms = gemms_to_matmuls(model)
+    quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True, accuracy_level=4)
     quantizer.process()
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
-    return {"method": "weight-only", "bits": 4, "block_size": block_size, "symmetric": True, "accuracy_level": 4}
+    recipe = {"method": "weight-only", "bits": 4, "block_size": block_size, "symmetric": True, "accuracy_level": 4}
+    return {**recipe, "gemms_as_matmuls": gemms}
+
+
+def gemms_to_matmuls(model: Any) -> int:
+    """Rewrite each plain Gemm (no transposes, alpha = beta = 1) of ``model`` as MatMul (+ Add of its bias),
+    in place; returns how many were rewritten."""
+    from onnx import helper
+
+    nodes, rewritten = [], 0
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        plain = not attrs.get("transA", 0) and not attrs.get("transB", 0)
+        if node.op_type != "Gemm" or not plain or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+            nodes.append(node)
+            continue
+        biased = len(node.input) > 2 and node.input[2]
+        product = node.output[0] + "/matmul" if biased else node.output[0]
+        nodes.append(helper.make_node("MatMul", list(node.input[:2]), [product], name=node.name + "/MatMul"))
+        if biased:
+            nodes.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=node.name + "/Add"))
+        rewritten += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return rewritten
 
 
 def convert_fp16(src: Path, dst: Path) -> dict[str, Any]:
@@ -341,7 +369,7 @@ def make_dtype(
     """Write the ``dtype`` variant of the fp32 file ``src``; returns its recipe."""
     ops = tuple(quant.get("op_types", default_ops))  # (quant["target"] is resolved by the caller)
     pre = bool(quant.get("preprocess", False))
-    if quant.get("untie_lm_head") and dtype in ("q8", "int8", "uint8"):
+    if quant.get("untie_lm_head") and dtype in ("q8", "int8", "uint8", "q4"):
         with tempfile.TemporaryDirectory(prefix="edgetf-untie-") as tmp:
             untied = Path(tmp) / src.name
             folded = untie_transposed_weights(src, untied)

@@ -249,3 +249,37 @@ def test_q8_is_quantized_and_agrees(built):
 def test_demo_input(pipe):
     out = pipe(pipe.demo_input(), max_new_tokens=5, do_sample=False)
     assert out[0]["generated_text"].startswith(pipe.demo_input())
+
+
+def test_q4_quantizes_every_linear_layer_and_the_head(built, tmp_path):
+    """GPT-2's linear layers export as Gemm and its head as MatMul(Transpose(embedding)); MatMulNBits only
+    replaces MatMul with a constant weight, so without the rewrites a "q4" file would stay float."""
+    import onnx
+    import onnxruntime as ort
+
+    from export.quantize import make_dtype
+
+    src = built.bundle / "onnx/model.onnx"
+    dst = tmp_path / "model_q4.onnx"
+    recipe = make_dtype(
+        src, dst, "q4", target=None, level="all", quant={"untie_lm_head": True}, default_ops=("MatMul",)
+    )
+    model = onnx.load(str(dst))
+    weights = {i.name for i in model.graph.initializer if len(i.dims) == 2}
+    float_linear = [n.name for n in model.graph.node if n.op_type in ("Gemm", "MatMul") and n.input[1] in weights]
+    layers = onnx.load(str(src), load_external_data=False)
+    gemms = sum(n.op_type == "Gemm" for n in layers.graph.node)
+    assert float_linear == [] and recipe["gemms_as_matmuls"] == gemms > 0
+    assert sum(n.op_type == "MatMulNBits" for n in model.graph.node) == gemms + 1  # + the untied head
+    session = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for i in session.get_inputs():
+        if i.name.startswith("past_key_values"):
+            shape = [1 if d == "batch_size" else 0 if isinstance(d, str) else d for d in i.shape]
+            feeds[i.name] = np.zeros(shape, np.float32)
+        else:
+            feeds[i.name] = {"input_ids": np.array([[5, 6, 7]]), "position_ids": np.array([[0, 1, 2]])}.get(
+                i.name, np.ones((1, 3), np.int64)
+            )
+    logits = session.run(["logits"], feeds)[0]
+    assert logits.shape[:2] == (1, 3) and np.isfinite(logits).all()
