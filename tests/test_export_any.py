@@ -153,7 +153,7 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
                 "encoder_layers": 1,
                 "decoder_layers": 2,
                 "encoder_attention_heads": 2,
-                "decoder_attention_heads": 4,
+                "decoder_attention_heads": 2,
                 "encoder_ffn_dim": 64,
                 "decoder_ffn_dim": 48,
                 "max_position_embeddings": 128,
