@@ -1,7 +1,8 @@
 """Builds small random-weight checkpoints from catalog recipes, with tokenizers trained locally.
 
 A recipe names the architecture class, config overrides, and optionally a tokenizer
-(``kind`` = wordpiece | bpe | unigram, learned from the corpus shipped in export/data), a preprocessor (a transformers processor class and its kwargs) and generation
+(``kind`` = wordpiece | bpe | unigram, learned from the corpus shipped in export/data), a preprocessor
+(a transformers processor class and its kwargs) and generation
 settings. Families that need more register a ``build_tiny`` hook in export/tasks.
 
 Everything is deterministic, so every machine builds the same bytes: weights come from
@@ -207,21 +208,16 @@ def build(entry: Entry, out_dir: Path, *, seed: int = 0) -> Path:
     return built
 
 
-RANDOM_MARKER = "edgetf-random-weights.json"
-
-
 def mark_random(checkpoint: Path, seed: int = 0) -> Path:
     """Mark ``checkpoint`` as random-weight: export then judges its quantized files on logit-level
     closeness (export/gates.py), never on argmax agreement, which near-ties make a coin toss."""
     import json
 
+    from .gates import RANDOM_MARKER
+
     path = Path(checkpoint) / RANDOM_MARKER
     path.write_text(json.dumps({"random_weights": True, "seed": seed}) + "\n", encoding="utf-8")
     return path
-
-
-def is_random(checkpoint: Path) -> bool:
-    return (Path(checkpoint) / RANDOM_MARKER).is_file()
 
 
 def build_generic(recipe: dict[str, Any], out_dir: Path, *, seed: int = 0) -> Path:
