@@ -63,7 +63,7 @@ FP32 = Gate(
     ),
 )
 
-RANDOM_MAX_REL_ERROR = 0.1
+RANDOM_MAX_REL_ERROR = 0.25
 RANDOM = Gate(
     "random",
     (
@@ -71,8 +71,8 @@ RANDOM = Gate(
             "output_rel_error",
             "<=",
             RANDOM_MAX_REL_ERROR,
-            "random weights: logits within 10% (relative L2) of the fp32 graph's on the same feeds; int8 "
-            "rounding gives 0.5-4% on the tiny builds, a broken quantized graph gives >= 30%",
+            "random weights: outputs within 25% (relative L2) of the fp32 graph's on the same feeds; q8 of "
+            "the tiny builds measured 3-8% (QA start/end logits the most), a graph from other weights ~100%",
         ),
         _rule("feeds_compared", ">=", 1, "closeness is measured on the feeds the check's pipeline ran"),
     ),
