@@ -207,7 +207,7 @@ class TextGenerationPipeline(GenerativePipeline):
         self, prompts: list[str], opts: Mapping[str, Any], gen: GenerationConfig, max_new: int | None
     ) -> list[list[int]]:
         prefix = _flag(opts, "prefix", self.prefix or "")
-        add_special = bool(_flag(opts, "add_special_tokens", False))
+        add_special = bool(_flag(opts, "add_special_tokens", True))  # the tokenizer's default (Llama: BOS)
         truncation = _flag(opts, "truncation", False)
         max_length = opts.get("max_length_tokenizer")
         encoded = []
@@ -254,7 +254,8 @@ class TextGenerationPipeline(GenerativePipeline):
         encoded = self.encode_prompts(prompts, opts, gen, gen.max_new_tokens)
         prefix = _flag(opts, "prefix", self.prefix or "")
         if prefix and gen.max_new_tokens is None:  # transformers lengthens max_length by the prefix's length
-            prefix_len = len(self.tokenizer.encode(prefix, add_special_tokens=False).ids)
+            add_special = bool(_flag(opts, "add_special_tokens", False))  # transformers counts the prefix so
+            prefix_len = len(self.tokenizer.encode(prefix, add_special_tokens=add_special).ids)
             gen.max_length = gen.max_length + prefix_len
             if gen.min_new_tokens is None and "min_length" in gen_call:
                 gen.min_length = gen.min_length + prefix_len
