@@ -17,6 +17,42 @@ import numpy as np
 from . import CheckContext, TaskExport, register
 from .common import edgetf_pipeline, reference, transformers_pipeline, verdict
 
+# FAMILY FACTS (decoder-only text-generation), to become rows of the family table keyed by model_type.
+# Seen with optimum-onnx 0.1.0 / transformers 4.57.6 / onnxruntime 1.32 on checkpoints built in
+# tests/test_decoders.py:
+# - optimum task ``text-generation-with-past`` writes ONE file, ``model.onnx`` (no merged decoder), with inputs
+#   input_ids, attention_mask (batch, past + sequence), position_ids, past_key_values.{i}.key|value of shape
+#   (batch, num_key_value_heads, past, head_dim) — static heads/head_dim, so grouped-query attention and an
+#   explicit head_dim need nothing more; outputs logits, present.{i}.key|value.
+# - tied LM head (config ``tie_word_embeddings``: GPT-2 always; Qwen2 0.5B/1.5B and Llama-3.2 1B/3B yes;
+#   Llama-3 8B no) is exported as MatMul(x, Transpose(embedding)): q8 unties it (``untie_lm_head``) so the head
+#   quantizes as its own weight; untied heads are a plain MatMul and untying folds nothing (harmless).
+# - must stay float: the rotary MatMul (positions x inv_freq) and the attention score MatMuls (q.k, p.v). The
+#   MatMul-only dynamic quantizer leaves them float by itself (no constant weight); 7 projections per Llama/Qwen2
+#   layer + the head become MatMulInteger. The embedding Gather stays float.
+DECODER_FAMILIES: dict[str, dict[str, Any]] = {
+    "gpt2": {
+        "optimum_task": "text-generation-with-past",
+        "components": ("model",),
+        "position_ids": True,
+        "quantize": {"untie_lm_head": True},
+    },
+    "llama": {
+        "optimum_task": "text-generation-with-past",
+        "components": ("model",),
+        "position_ids": True,
+        "quantize": {"untie_lm_head": True},
+        "float_ops": ("rotary_emb MatMul", "attention score MatMuls"),
+    },
+    "qwen2": {
+        "optimum_task": "text-generation-with-past",
+        "components": ("model",),
+        "position_ids": True,
+        "quantize": {"untie_lm_head": True},
+        "float_ops": ("rotary_emb MatMul", "attention score MatMuls"),
+    },
+}
+
 # Settings the check runs (each against the reference pipeline).
 SETTINGS: dict[str, dict[str, Any]] = {
     "greedy": {"do_sample": False, "num_beams": 1, "max_new_tokens": 16},
@@ -50,13 +86,26 @@ def _sequences(outputs: dict[str, list[Any]], key: str) -> list[list[int]]:
     return [[int(t) for t in rec[key]] for setting in outputs.values() for recs in setting for rec in recs]
 
 
-def _decoder_only_logits(session: Any, ids: list[int]) -> np.ndarray:
+def _decoder_only_logits(session: Any, ids: list[int], config: dict[str, Any]) -> np.ndarray:
     from edgetf.generation.cache import CausalLM
 
-    lm = CausalLM(session)
-    feeds = lm._feeds(np.array([ids]), np.ones((1, len(ids)), dtype=np.int64), first=True)
-    past = {n: lm._empty(n, 1, 0) for n in lm.past_names}
-    return session.run({**feeds, **past}, ["logits"])["logits"][0]
+    return CausalLM(session, config).all_logits(np.array([ids]))[0]
+
+
+def chat_inputs(bundle: Any, texts: list[Any]) -> list[Any]:
+    """Chats (role/content messages) the decoder-only check adds when the bundle's tokenizer has a chat
+    template: the runtime renders them with it, as the reference pipeline does."""
+    from edgetf.text.chat import TEMPLATE_FILE, template_source
+
+    config = bundle.read_json_optional("tokenizer_config.json") or {}
+    file = bundle.file(TEMPLATE_FILE).read_text(encoding="utf-8") if bundle.has(TEMPLATE_FILE) else None
+    if template_source(config, file) is None:
+        return []
+    user = next((t for t in texts if isinstance(t, str) and t.strip()), "Hello, who are you?")
+    return [
+        [{"role": "system", "content": "You answer in one short sentence."}, {"role": "user", "content": user}],
+        [{"role": "user", "content": user}, {"role": "assistant", "content": "Sure:"}],  # continued (prefill)
+    ]
 
 
 def _seq2seq_logits(encoder: Any, decoder: Any, source: list[int], target: list[int]) -> np.ndarray:
@@ -76,6 +125,9 @@ def check_generation(ctx: CheckContext) -> dict[str, Any]:
     key = _token_key(task)
     is_seq2seq = task != "text-generation"
     inputs = list(ctx.inputs)
+    pipe = edgetf_pipeline(ctx, task)
+    if not is_seq2seq:
+        inputs += chat_inputs(pipe.bundle, inputs)
 
     def run_reference() -> dict[str, Any]:
         import torch
@@ -103,7 +155,6 @@ def check_generation(ctx: CheckContext) -> dict[str, Any]:
         return {"outputs": outputs, "logits": logits, "sources": sources}
 
     ref = reference(ctx, f"generation:{task}", run_reference)
-    pipe = edgetf_pipeline(ctx, task)
     got = _run(pipe, inputs, SETTINGS)
     ref_seqs, got_seqs = _sequences(ref["outputs"], key), _sequences(got, key)
     exact = sum(a == b for a, b in zip(ref_seqs, got_seqs)) / max(len(ref_seqs), 1)
@@ -115,7 +166,7 @@ def check_generation(ctx: CheckContext) -> dict[str, Any]:
             dec = Session(pipe.bundle.onnx("decoder_model_merged", dtype))
             return [_seq2seq_logits(enc, dec, s, t) for s, t in zip(ref["sources"], ref_seqs)]
         session = Session(pipe.bundle.onnx("model", dtype))
-        return [_decoder_only_logits(session, t) for t in ref_seqs]
+        return [_decoder_only_logits(session, t, pipe.bundle.config) for t in ref_seqs]
 
     mine = logits_of(ctx.dtype)
     max_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(mine, ref["logits"]))
@@ -130,6 +181,9 @@ def check_generation(ctx: CheckContext) -> dict[str, Any]:
             total += a.shape[0]
         top1 = agreement = hits / max(total, 1)
     extra = {"exact_match": exact, "top1_agreement_vs_fp32": top1, "settings": SETTINGS, "sequences": len(ref_seqs)}
+    chats = sum(isinstance(x, list) for x in inputs)
+    if chats:
+        extra["chat_inputs"] = chats
     if ctx.dtype != "fp32":
         return verdict(
             ctx,
