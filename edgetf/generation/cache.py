@@ -6,7 +6,8 @@ Two step models implement :class:`edgetf.generation.search.StepModel`:
 * :class:`CausalLM` — a decoder-only graph (``model.onnx`` from ``text-generation-with-past``, or a
   ``decoder_model_merged.onnx``): inputs ``input_ids``, ``attention_mask``, ``position_ids``,
   ``past_key_values.{i}.key|value`` (and ``use_cache_branch`` when merged); outputs ``logits``,
-  ``present.{i}.key|value``.  The same layout serves GPT-2, Llama and Qwen2: positions are fed (rotary models need them, computed
+  ``present.{i}.key|value``.
+  The same layout serves GPT-2, Llama and Qwen2: positions are fed (rotary models need them, computed
   from the attention mask as transformers does for left-padded rows), and the past's head count and
   head size come from the graph (grouped-query attention has fewer key/value heads than query heads;
   ``head_dim`` may differ from hidden_size / heads) or else from config.json.

@@ -27,7 +27,7 @@ from ..generation import (
 from ..generation.config import GENERATION_OPTIONS
 from ..generation.search import as_rng
 from ..text import TextTokenizer
-from ..text.chat import TEMPLATE_FILE, Chat, ChatTemplate, is_chat, is_chat_batch, special_tokens_map, template_source
+from ..text.chat import TEMPLATE_FILE, Chat, ChatTemplate, bundle_template, is_chat, is_chat_batch, special_tokens_map
 from ..text.tokenizer import check_text, pad_batch
 from .base import Pipeline, batched
 
@@ -173,8 +173,7 @@ class TextGenerationPipeline(GenerativePipeline):
     def chat_template(self) -> ChatTemplate:
         """The tokenizer's chat template, compiled on first use."""
         if self._chat_template is None:
-            file = self.bundle.file(TEMPLATE_FILE).read_text(encoding="utf-8") if self.bundle.has(TEMPLATE_FILE) else None
-            source = template_source(self.tokenizer.config, file)
+            source = bundle_template(self.bundle, self.tokenizer.config)
             if source is None:
                 raise InvalidInputError(
                     "chat input needs a chat template, and this model's tokenizer has none (no chat_template in "

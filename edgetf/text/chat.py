@@ -70,8 +70,15 @@ def template_source(tokenizer_config: Mapping[str, Any], template_file: str | No
         named = {t.get("name"): t.get("template") for t in value if isinstance(t, Mapping)}
         if "default" in named:
             return named["default"]
-        raise BundleError(f"the tokenizer has several chat templates {sorted(map(str, named))} and none named 'default'")
+        names = sorted(map(str, named))
+        raise BundleError(f"the tokenizer has several chat templates {names} and none named 'default'")
     raise BundleError(f"tokenizer_config.json chat_template must be a str or a list, got {type(value).__name__}")
+
+
+def bundle_template(bundle: Any, tokenizer_config: Mapping[str, Any]) -> str | None:
+    """The chat template of a bundle folder (``chat_template.jinja`` or tokenizer_config.json), or None."""
+    file = bundle.file(TEMPLATE_FILE).read_text(encoding="utf-8") if bundle.has(TEMPLATE_FILE) else None
+    return template_source(tokenizer_config, file)
 
 
 def _tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys=False):

@@ -95,11 +95,9 @@ def _decoder_only_logits(session: Any, ids: list[int], config: dict[str, Any]) -
 def chat_inputs(bundle: Any, texts: list[Any]) -> list[Any]:
     """Chats (role/content messages) the decoder-only check adds when the bundle's tokenizer has a chat
     template: the runtime renders them with it, as the reference pipeline does."""
-    from edgetf.text.chat import TEMPLATE_FILE, template_source
+    from edgetf.text.chat import bundle_template
 
-    config = bundle.read_json_optional("tokenizer_config.json") or {}
-    file = bundle.file(TEMPLATE_FILE).read_text(encoding="utf-8") if bundle.has(TEMPLATE_FILE) else None
-    if template_source(config, file) is None:
+    if bundle_template(bundle, bundle.read_json_optional("tokenizer_config.json") or {}) is None:
         return []
     user = next((t for t in texts if isinstance(t, str) and t.strip()), "Hello, who are you?")
     return [
