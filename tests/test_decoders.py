@@ -100,7 +100,7 @@ def _llama() -> tuple[Any, Any, dict[str, Any]]:
         tie_word_embeddings=False,
         bos_token_id=bos,
         eos_token_id=eos,
-        initializer_range=0.2,
+        initializer_range=0.1,  # int8 on random weights drifts more at larger init (EXPORT-NOTES)
     )
     gen = {"bos_token_id": bos, "eos_token_id": eos, "do_sample": True, "temperature": 0.6, "top_p": 0.9}
     return transformers.LlamaForCausalLM(config), fast, gen
@@ -135,7 +135,7 @@ def _qwen2() -> tuple[Any, Any, dict[str, Any]]:
         tie_word_embeddings=True,
         bos_token_id=end,
         eos_token_id=im_end,
-        initializer_range=0.2,
+        initializer_range=0.1,  # int8 on random weights drifts more at larger init (EXPORT-NOTES)
     )
     gen = {
         "bos_token_id": end,
@@ -183,19 +183,11 @@ def build_checkpoint(arch: str, out: Path) -> Path:
 
 
 def export_checkpoint(ckpt: Path, out: Path) -> None:
-    """Export as a user would (entry made from the checkpoint alone, nothing from the catalog)."""
-    from export.build import export_entry
-    from export.catalog import Entry
+    """Export exactly as a user would: the CLI on a checkpoint folder, nothing from the catalog."""
+    from export.__main__ import main as export_main
 
-    entry = Entry(
-        name=out.name,
-        task="text-generation",
-        source=str(ckpt),
-        parity={"inputs": ["The quick brown fox", "Hello", ""]},
-        quantize={"untie_lm_head": True},
-    )
-    result = export_entry(entry, out.parent, tiny_model=False, log=lambda _msg: None)
-    assert result.status == "ok", result.detail
+    code = export_main([str(ckpt), "--task", "text-generation", "--out", str(out), "--dtype", "fp32", "q8"])
+    assert code == 0
 
 
 def _fingerprint(arch: str) -> str:

@@ -17,42 +17,6 @@ import numpy as np
 from . import CheckContext, TaskExport, register
 from .common import edgetf_pipeline, reference, transformers_pipeline, verdict
 
-# FAMILY FACTS (decoder-only text-generation), to become rows of the family table keyed by model_type.
-# Seen with optimum-onnx 0.1.0 / transformers 4.57.6 / onnxruntime 1.32 on checkpoints built in
-# tests/test_decoders.py:
-# - optimum task ``text-generation-with-past`` writes ONE file, ``model.onnx`` (no merged decoder), with inputs
-#   input_ids, attention_mask (batch, past + sequence), position_ids, past_key_values.{i}.key|value of shape
-#   (batch, num_key_value_heads, past, head_dim) — static heads/head_dim, so grouped-query attention and an
-#   explicit head_dim need nothing more; outputs logits, present.{i}.key|value.
-# - tied LM head (config ``tie_word_embeddings``: GPT-2 always; Qwen2 0.5B/1.5B and Llama-3.2 1B/3B yes;
-#   Llama-3 8B no) is exported as MatMul(x, Transpose(embedding)): q8 unties it (``untie_lm_head``) so the head
-#   quantizes as its own weight; untied heads are a plain MatMul and untying folds nothing (harmless).
-# - must stay float: the rotary MatMul (positions x inv_freq) and the attention score MatMuls (q.k, p.v). The
-#   MatMul-only dynamic quantizer leaves them float by itself (no constant weight); 7 projections per Llama/Qwen2
-#   layer + the head become MatMulInteger. The embedding Gather stays float.
-DECODER_FAMILIES: dict[str, dict[str, Any]] = {
-    "gpt2": {
-        "optimum_task": "text-generation-with-past",
-        "components": ("model",),
-        "position_ids": True,
-        "quantize": {"untie_lm_head": True},
-    },
-    "llama": {
-        "optimum_task": "text-generation-with-past",
-        "components": ("model",),
-        "position_ids": True,
-        "quantize": {"untie_lm_head": True},
-        "float_ops": ("rotary_emb MatMul", "attention score MatMuls"),
-    },
-    "qwen2": {
-        "optimum_task": "text-generation-with-past",
-        "components": ("model",),
-        "position_ids": True,
-        "quantize": {"untie_lm_head": True},
-        "float_ops": ("rotary_emb MatMul", "attention score MatMuls"),
-    },
-}
-
 # Settings the check runs (each against the reference pipeline).
 SETTINGS: dict[str, dict[str, Any]] = {
     "greedy": {"do_sample": False, "num_beams": 1, "max_new_tokens": 16},
