@@ -16,6 +16,7 @@ CONFIG_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    "chat_template.jinja",  # transformers >= 4.50 saves a tokenizer's chat template here, not in tokenizer_config
     "preprocessor_config.json",
     "added_tokens.json",
     "vocab.json",  # character vocabularies of tokenizers without a tokenizer.json (Wav2Vec2-CTC)

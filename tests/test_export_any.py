@@ -214,6 +214,7 @@ def _build(workdir: Path, name: str, recipe: dict[str, Any]) -> Path:
     ckpt = workdir / "checkpoints" / name
     if not (ckpt / "config.json").is_file():
         tiny.build_generic(recipe, ckpt, seed=7)
+        tiny.mark_random(ckpt)  # random weights: q8 judged on output closeness (export/gates.py)
     return ckpt
 
 
