@@ -1,4 +1,4 @@
-"""python -m edgetf run TASK BUNDLE INPUT... | info BUNDLE | providers | demo [MODELS_DIR]"""
+"""python -m edgetf run TASK BUNDLE INPUT... | info BUNDLE | providers | demo [MODELS_DIR] | doctor [BUNDLE]"""
 
 from __future__ import annotations
 
@@ -214,6 +214,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    findings = doctor.diagnose(args.bundle, args.device)
+    print(doctor.format_findings(findings))
+    return doctor.exit_code(findings)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgetf", description="run exported bundles with onnxruntime")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run every bundle under a folder on a built-in sample input")
     demo.add_argument("models", nargs="?", default="models")
     demo.set_defaults(func=cmd_demo)
+    doctor = sub.add_parser(
+        "doctor", help="check Python, onnxruntime, providers, CPU int8 and a bundle; 1 on a problem"
+    )
+    doctor.add_argument("bundle", nargs="?", help="also verify this bundle's files and say which dtype loads")
+    doctor.add_argument("--device", help="also require this device's provider (cuda, dml, coreml ...)")
+    doctor.set_defaults(func=cmd_doctor)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
