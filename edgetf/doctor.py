@@ -292,9 +292,18 @@ def format_findings(findings: Iterable[Finding]) -> str:
 
 
 def collect_distributions() -> dict[str, str]:
+    """Installed packages (name -> version). A frozen app keeps little package metadata: when no onnxruntime
+    package is listed but the module imports, it is reported by its module version."""
     from importlib.metadata import distributions
 
-    return {d.metadata["Name"]: d.version for d in distributions() if d.metadata["Name"]}
+    found = {d.metadata["Name"]: d.version for d in distributions() if d.metadata["Name"]}
+    if not onnxruntime_distributions(found) and getattr(sys, "frozen", False):
+        try:
+            import onnxruntime
+        except ImportError:
+            return found
+        found["onnxruntime"] = onnxruntime.__version__
+    return found
 
 
 def collect_providers() -> list[str]:

@@ -160,7 +160,8 @@ def test_autorun_from_the_command_line_saves_a_screenshot(display, tiny, tmp_pat
     shot = tmp_path / "shot.png"
     args = ["--bundle", str(tiny.get("detr-resnet-50").bundle), "--input", str(image)]
     args += ["--options", json.dumps(DETECTION), "--autorun", "--screenshot", str(shot), "--exit"]
-    proc = subprocess.run([sys.executable, str(APP), *args], capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's edgetf, not an installed one
+    proc = subprocess.run([sys.executable, str(APP), *args], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     from PIL import Image
 

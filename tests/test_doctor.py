@@ -250,3 +250,14 @@ def test_doctor_says_when_onnxruntime_does_not_import(monkeypatch, capsys):
     monkeypatch.setattr(doctor, "collect_providers", broken)
     assert cli.main(["doctor"]) == 1
     assert "onnxruntime does not import: libonnxruntime.so" in capsys.readouterr().out
+
+
+def test_a_frozen_app_without_package_metadata_reports_onnxruntime_by_its_module(monkeypatch):
+    import importlib.metadata
+
+    import onnxruntime
+
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: [])
+    assert doctor.collect_distributions() == {}
+    monkeypatch.setattr(doctor.sys, "frozen", True, raising=False)
+    assert doctor.collect_distributions() == {"onnxruntime": onnxruntime.__version__}

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "examples" / "frozen" / "app.py"
 HOOKS = ROOT / "edgetf" / "_pyinstaller" / "hooks"
 HEAVY = ("torch", "transformers", "optimum")
+# the unfrozen app imports this checkout's edgetf (its folder is on sys.path, not the repository root)
+UNFROZEN_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 needs_pyinstaller = pytest.mark.skipif(
     importlib.util.find_spec("PyInstaller") is None, reason="PyInstaller is not installed (the [freeze] extra)"
 )
@@ -119,7 +121,9 @@ def test_frozen_app_gives_the_unfrozen_outputs_from_a_clean_environment(frozen, 
         timeout=300,
     )
     assert got.returncode == 0, got.stderr[-3000:]
-    want = subprocess.run([sys.executable, str(APP), *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    want = subprocess.run(
+        [sys.executable, str(APP), *args], cwd=ROOT, env=UNFROZEN_ENV, capture_output=True, text=True, timeout=300
+    )
     assert want.returncode == 0, want.stderr[-3000:]
     frozen_out, plain_out = json.loads(got.stdout), json.loads(want.stdout)
     assert frozen_out == plain_out
@@ -136,3 +140,16 @@ def test_frozen_folder_has_the_runtime_libraries_and_none_of_the_export_stack(fr
     assert list((internal / "onnxruntime" / "capi").glob("onnxruntime_pybind11_state*"))
     size = sum(p.stat().st_size for p in frozen.parent.rglob("*") if p.is_file())
     assert size < 400e6, f"{size / 1e6:.0f} MB: something heavy was collected"  # torch alone is over 600 MB
+
+
+@pytest.mark.slow
+def test_frozen_app_runs_doctor_with_the_unfrozen_findings(frozen, tiny, tmp_path):
+    bundle = str(tiny.get("distilbert-sst2").bundle)
+    clean = ["env", "-i", "PATH=/usr/bin:/bin", f"HOME={tmp_path}"]
+    got = subprocess.run([*clean, str(frozen), "doctor", bundle], cwd=tmp_path, capture_output=True, text=True)
+    want = subprocess.run(
+        [sys.executable, str(APP), "doctor", bundle], cwd=ROOT, env=UNFROZEN_ENV, capture_output=True, text=True
+    )
+    assert (got.returncode, want.returncode) == (0, 0), got.stdout + got.stderr
+    assert got.stdout == want.stdout  # the frozen app finds onnxruntime, its providers and the verified bundle
+    assert "files match edgetf.json" in got.stdout

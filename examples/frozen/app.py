@@ -9,10 +9,13 @@ import json
 import sys
 
 import edgetf
+from edgetf.__main__ import main as edgetf_main
 from edgetf.__main__ import to_jsonable
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["doctor"]:
+        return edgetf_main(argv)
     parser = argparse.ArgumentParser(prog="app", description="run a bundle's own task and print JSON")
     parser.add_argument("bundle")
     parser.add_argument("inputs", nargs="+")
