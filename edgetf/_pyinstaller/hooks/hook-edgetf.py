@@ -24,7 +24,8 @@ def runtime_module(name: str) -> bool:
 hiddenimports = collect_submodules("edgetf", filter=runtime_module)
 hiddenimports += ["tokenizers", "soundfile", "soxr", "PIL.Image", "numpy"]
 datas = collect_data_files("edgetf", excludes=["_pyinstaller", "**/__pycache__"])
-# onnxruntime's shared libraries (libonnxruntime, the execution providers installed, nothing else) and
+# onnxruntime's provider libraries (the execution providers installed, nothing else; its Python extension
+# is found by import analysis) and
 # soundfile's bundled libsndfile: also collected by pyinstaller-hooks-contrib, repeated here so an old
 # contrib release cannot leave them out.
 binaries = collect_dynamic_libs("onnxruntime")
