@@ -1,4 +1,5 @@
-"""python -m edgetf run TASK BUNDLE INPUT... | info BUNDLE | providers | demo [MODELS_DIR] | verify BUNDLE"""
+"""python -m edgetf run TASK BUNDLE INPUT... | info BUNDLE | providers | demo [MODELS_DIR] | verify BUNDLE
+| doctor [BUNDLE]"""
 
 from __future__ import annotations
 
@@ -222,6 +223,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    findings = doctor.diagnose(args.bundle, args.device)
+    print(doctor.format_findings(findings))
+    return doctor.exit_code(findings)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgetf", description="run exported bundles with onnxruntime")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -268,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--dtype", nargs="+", help="dtypes to check (default: every dtype with golden bounds)")
     verify.add_argument("--device", default="cpu")
     verify.set_defaults(func=cmd_verify)
+    doctor = sub.add_parser(
+        "doctor", help="check Python, onnxruntime, providers, CPU int8 and a bundle; 1 on a problem"
+    )
+    doctor.add_argument("bundle", nargs="?", help="also verify this bundle's files and say which dtype loads")
+    doctor.add_argument("--device", help="also require this device's provider (cuda, dml, coreml ...)")
+    doctor.set_defaults(func=cmd_doctor)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
