@@ -1,13 +1,8 @@
 """Export knowledge for the image tasks: ViT/ConvNeXT classification, DETR detection,
 Mask2Former segmentation and GLPN depth.
 
-* DETR is exported with its ``pixel_mask`` input (optimum's config drops it), so batches of padded
-  images run as the image processor prepares them.
-* Mask2Former has no ONNX config in optimum: ``Mask2FormerOnnxConfig`` below declares its inputs and
-  outputs. Its graph is only correct at the traced height/width (Swin window reshapes and the
-  deformable attention's spatial shapes become constants), so it is traced at the image
-  processor's size with static height/width, and that size is recorded in the manifest
-  (``extra.image_size``) for the runtime to resize to.
+The custom ONNX configs (DETR with its pixel mask, Mask2Former traced at the processor's size) are in
+export/onnx_configs.py, named by the family table.
 
 Parity checks run the transformers pipeline (and its model, for raw outputs) on generated images
 (edgetf.vision.samples.parity_images) next to edgetf; fp32 must match raw outputs within 1e-4 and
@@ -16,8 +11,6 @@ agree on every post-processed answer, quantized dtypes must agree often enough (
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -26,89 +19,6 @@ import numpy as np
 from ..catalog import Entry
 from . import CheckContext, TaskExport, register
 from .common import QUANT_MAX_DIFF, edgetf_pipeline, reference, transformers_pipeline, verdict
-
-# -- ONNX configs --------------------------------------------------------------------------------
-
-
-def _detr_onnx_config(model_config: Any, task: str) -> Any:
-    from optimum.exporters.onnx.model_configs import DetrOnnxConfig
-
-    class DetrWithMaskOnnxConfig(DetrOnnxConfig):
-        """DETR with ``pixel_mask`` (1 = real pixel, 0 = padding), dynamic batch and size."""
-
-        @property
-        def inputs(self) -> dict[str, dict[int, str]]:
-            return {
-                "pixel_values": {0: "batch_size", 2: "height", 3: "width"},
-                "pixel_mask": {0: "batch_size", 1: "height", 2: "width"},
-            }
-
-    return DetrWithMaskOnnxConfig(model_config, task=task)
-
-
-def _mask2former_onnx_config(model_config: Any) -> Any:
-    from optimum.exporters.onnx.model_configs import MaskFormerOnnxConfig
-
-    class Mask2FormerOnnxConfig(MaskFormerOnnxConfig):
-        """Mask2Former: pixel_values with a dynamic batch only (height/width are baked in at tracing);
-        outputs class_queries_logits (batch, queries, labels + 1) and masks_queries_logits
-        (batch, queries, height / 4, width / 4)."""
-
-        @property
-        def inputs(self) -> dict[str, dict[int, str]]:
-            return {"pixel_values": {0: "batch_size"}}
-
-    return Mask2FormerOnnxConfig(model_config, task="image-segmentation")
-
-
-def _model_config(checkpoint: Path) -> Any:
-    import transformers
-
-    return transformers.AutoConfig.from_pretrained(str(checkpoint))
-
-
-def _preprocessor(checkpoint: Path) -> dict[str, Any]:
-    path = Path(checkpoint) / "preprocessor_config.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def traced_size(entry: Entry, checkpoint: Path) -> tuple[int, int]:
-    """(height, width) a fixed-size graph is traced at: the catalog's export height/width, else the
-    image processor's output size for a square image (size rounded up to size_divisor)."""
-    if "height" in entry.export and "width" in entry.export:
-        return int(entry.export["height"]), int(entry.export["width"])
-    from edgetf.vision.processors import make_processor
-
-    processor = make_processor(_preprocessor(checkpoint), _model_config(checkpoint).to_dict())
-    if getattr(processor, "size", None) and "height" in processor.size:  # type: ignore[attr-defined]
-        return processor.resized_size(1, 1)
-    edge = int(processor.size["shortest_edge"])  # type: ignore[attr-defined]
-    divisor = int(getattr(processor, "size_divisor", 0) or 1)
-    side = int(math.ceil(edge / divisor) * divisor)
-    return side, side
-
-
-def detection_export_kwargs(entry: Entry, checkpoint: Path) -> dict[str, Any]:
-    config = _model_config(checkpoint)
-    if config.model_type != "detr":  # other detectors: optimum's own config
-        return {}
-    return {"custom_onnx_configs": {"model": _detr_onnx_config(config, "object-detection")}}
-
-
-def segmentation_export_kwargs(entry: Entry, checkpoint: Path) -> dict[str, Any]:
-    height, width = traced_size(entry, checkpoint)
-    return {
-        "custom_onnx_configs": {"model": _mask2former_onnx_config(_model_config(checkpoint))},
-        "library_name": "transformers",
-        "height": height,
-        "width": width,
-    }
-
-
-def segmentation_manifest_extra(entry: Entry, checkpoint: Path) -> dict[str, Any]:
-    height, width = traced_size(entry, checkpoint)
-    return {"image_size": {"height": height, "width": width}, "static_image_size": True}
-
 
 # -- tiny checkpoints ------------------------------------------------------------------------------
 
@@ -287,20 +197,7 @@ def check_depth_estimation(ctx: CheckContext) -> dict[str, Any]:
 
 register(
     TaskExport("image-classification", "image-classification", check_image_classification, build_tiny=build_tiny),
-    TaskExport(
-        "object-detection",
-        "object-detection",
-        check_object_detection,
-        export_kwargs=detection_export_kwargs,
-        build_tiny=build_tiny,
-    ),
-    TaskExport(
-        "image-segmentation",
-        "image-segmentation",
-        check_image_segmentation,
-        export_kwargs=segmentation_export_kwargs,
-        manifest_extra=segmentation_manifest_extra,
-        build_tiny=build_tiny,
-    ),
+    TaskExport("object-detection", "object-detection", check_object_detection, build_tiny=build_tiny),
+    TaskExport("image-segmentation", "image-segmentation", check_image_segmentation, build_tiny=build_tiny),
     TaskExport("depth-estimation", "depth-estimation", check_depth_estimation, build_tiny=build_tiny),
 )
