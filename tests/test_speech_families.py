@@ -1,6 +1,7 @@
 """Speech checkpoints OUTSIDE the catalog (issue 13): other shapes and families than the tiny recipes.
 
-Each checkpoint is built here with transformers (random weights), exported as a user would and compared
+Each checkpoint is built here with transformers (random weights), exported with the CLI as a user would
+(``python -m export CKPT --task T --out OUT --dtype fp32 q8``) and compared
 with transformers' pipelines: Whisper with a 2-layer "distil" decoder under a deeper encoder, 128 mel bins
 and 100 languages as large-v3; English-only Whisper with a 1-layer decoder; Wav2Vec2 as
 wav2vec2-large-lv60 (layer-norm feature encoder, stable layer norm, attention mask); HuBERT CTC (no
@@ -144,9 +145,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
         return got
 
     def build(name: str) -> Exported:
-        from export.build import export_entry
+        from export.__main__ import main as export_cli
         from export.catalog import Entry
-        from export.tasks.speech import build_speech, family_entry
+        from export.tasks.speech import build_speech
 
         task, recipe = SHAPES[name]
         ckpt, stamp = root / "checkpoints" / name, root / name / ".fingerprint"
@@ -154,8 +155,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
         if not (stamp.is_file() and stamp.read_text() == fingerprint):
             shutil.rmtree(ckpt, ignore_errors=True)
             build_speech(Entry(name=name, task=task, source="local", tiny=recipe), ckpt, seed=0)
-            result = export_entry(family_entry(name, task, ckpt), root, tiny_model=False, log=lambda _m: None)
-            assert result.status == "ok", f"{name}: {result.detail}"
+            argv = [str(ckpt), "--task", task, "--out", str(root / name), "--dtype", "fp32", "q8"]
+            assert export_cli(argv) == 0, f"{name}: python -m export {' '.join(argv)} failed"
             stamp.write_text(fingerprint)
         manifest = json.loads((root / name / "edgetf.json").read_text())
         return Exported(name, task, ckpt, root / name, manifest)

@@ -467,36 +467,3 @@ def synthesized_speech(text: str, folder: Path) -> Path | None:
     path = Path(folder) / f"espeak-{abs(hash(text)) % 10**8}.wav"
     subprocess.run([exe, "-w", str(path), text], check=True, timeout=60, capture_output=True)
     return path
-
-
-# ------------------------------------------------------------------------------------------ family facts
-# INTERIM (issue 13): what export needs per speech model_type, kept here until export/families.py lands on
-# main; then these become rows of that table. Supported by optimum-onnx 0.1.0
-# (TasksManager.get_supported_tasks_for_model_type(model_type, "onnx", library_name="transformers")):
-#   whisper: automatic-speech-recognition(-with-past), audio-classification, feature-extraction(-with-past)
-#   wav2vec2: automatic-speech-recognition, audio-classification, audio-frame-classification, audio-xvector,
-#             feature-extraction
-#   hubert: automatic-speech-recognition, audio-classification, feature-extraction
-SPEECH_FAMILIES: dict[str, dict[str, Any]] = {
-    "whisper": {
-        # the encoder runs once, the merged decoder (with and without past) every step
-        "optimum_task": {"automatic-speech-recognition": "automatic-speech-recognition-with-past"},
-        "components": ["encoder_model", "decoder_model_merged"],
-        # the tied output projection gets its own int8 weight (the embedding Gather stays float)
-        "quantize": {"untie_lm_head": True},
-    },
-    # the weight-normed positional conv is computed in the graph: quantize_dynamic needs
-    # quant_pre_process first (EXPORT-NOTES pitfall 3)
-    "wav2vec2": {"quantize": {"preprocess": True}},
-    "hubert": {"quantize": {"preprocess": True}},
-}
-
-
-def family_entry(name: str, task: str, checkpoint: Path) -> Entry:
-    """A catalog-free Entry for a local speech checkpoint, from its config.json ``model_type``."""
-    model_type = json.loads((Path(checkpoint) / "config.json").read_text())["model_type"]
-    facts = SPEECH_FAMILIES[model_type]
-    export: dict[str, Any] = {"optimum_task": facts.get("optimum_task", {}).get(task, task)}
-    if "components" in facts:
-        export["components"] = list(facts["components"])
-    return Entry(name=name, task=task, source=str(checkpoint), export=export, quantize=dict(facts.get("quantize", {})))
