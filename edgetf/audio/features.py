@@ -145,6 +145,12 @@ class Wav2Vec2Features:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Wav2Vec2Features:
+        kind = config.get("feature_extractor_type", "Wav2Vec2FeatureExtractor")
+        if kind != "Wav2Vec2FeatureExtractor":
+            raise BundleError(
+                f"preprocessor_config.json names {kind!r}; this model reads the waveform and needs a "
+                "Wav2Vec2FeatureExtractor config (wav2vec2, hubert, wavlm ... checkpoints)"
+            )
         return cls(
             sampling_rate=int(config.get("sampling_rate", 16000)),
             do_normalize=bool(config.get("do_normalize", True)),

@@ -246,7 +246,11 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
         return [c for c in chunks if c.samples.shape[0] >= self.min_samples], True
 
     def _ctc_ids(self, chunks: list[Chunk], batch_size: int) -> list[np.ndarray]:
-        """Greedy CTC ids per chunk; chunks of equal length share a batch (no padding)."""
+        """Greedy CTC ids per chunk."""
+        return [np.argmax(logits, axis=-1).astype(np.int64) for logits in self._ctc_logits(chunks, batch_size)]
+
+    def _ctc_logits(self, chunks: list[Chunk], batch_size: int) -> list[np.ndarray]:
+        """(frames, vocab) CTC logits per chunk; chunks of equal length share a batch (no padding)."""
         session = self.session()
         out: list[np.ndarray] = []
         start = 0
@@ -257,10 +261,18 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
                 stop += 1
             values = np.stack([self.ctc_features(c.samples) for c in chunks[start:stop]])
             feeds = {"input_values": values, "attention_mask": np.ones(values.shape, dtype=np.int64)}
-            logits = session.run(feeds, ["logits"])["logits"]
-            out.extend(np.argmax(logits, axis=-1).astype(np.int64))
+            out.extend(session.run(feeds, ["logits"])["logits"])
             start = stop
         return out
+
+    def logits(self, inputs: Any, **kwargs: Any) -> list[np.ndarray]:
+        """CTC models: the (frames, vocab) logits of each chunk, before strides are cut (what the greedy
+        ids of :meth:`token_ids` are the argmax of). Whisper decodes step by step and has no such array."""
+        if self.is_whisper:
+            raise InvalidInputError("logits() is for CTC models; for Whisper use token_ids()")
+        opts = self._split(kwargs)
+        audio = load_audio(inputs, self.sampling_rate, allow_stride=True)
+        return self._ctc_logits(self._ctc_chunks(audio, opts)[0], _batch_size(opts))
 
     # -- Whisper -------------------------------------------------------------------------------------------------
     def _whisper_model(self) -> WhisperModel:

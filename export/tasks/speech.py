@@ -25,6 +25,7 @@ from .common import QUANT_MAX_DIFF, edgetf_pipeline, reference, transformers_pip
 # Character vocabulary of facebook/wav2vec2-base-960h (CTC blank = <pad>, word delimiter = |).
 CTC_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"]
 SAMPLING_RATE = 16000
+TIE = 1e-6  # scores this close are a tie: either label may come first
 
 
 # ------------------------------------------------------------------------------------------ signals
@@ -70,9 +71,13 @@ def speech_like(seconds: float, sr: int = SAMPLING_RATE, seed: int = 0) -> np.nd
 
 
 # ------------------------------------------------------------------------------------------ tiny builders
-def whisper_tokenizer(multilingual: bool, vocab_size: int = 600, text_vocab_size: int | None = None) -> Any:
+def whisper_tokenizer(
+    multilingual: bool, vocab_size: int = 600, text_vocab_size: int | None = None, n_languages: int = 99
+) -> Any:
     """A small byte-level BPE WhisperTokenizerFast with every Whisper special and timestamp token.
 
+    n_languages: language tokens after <|startoftranscript|>: 99 in every Whisper checkpoint but
+    large-v3, which adds <|yue|> (100), shifting every later special token by one.
     text_vocab_size: pad the BPE vocabulary with unreachable filler entries to this many ids, so that the
     special tokens sit where a real checkpoint has them (50257 for multilingual Whisper) and the output
     layer has the real size (used by the speed benchmark).
@@ -97,7 +102,7 @@ def whisper_tokenizer(multilingual: bool, vocab_size: int = 600, text_vocab_size
     )
     if text_vocab_size is not None:
         tok = _pad_bpe_vocab(tok, text_vocab_size)
-    languages = list(LANGUAGES)[:99]  # the 99 languages of every Whisper checkpoint but large-v3
+    languages = list(LANGUAGES)[:n_languages]
     specials = [
         eot,
         "<|startoftranscript|>",
@@ -175,7 +180,8 @@ def _whisper_generation(tokenizer: Any, multilingual: bool, max_length: int) -> 
     if multilingual:
         from edgetf.text.whisper_languages import LANGUAGES
 
-        fields["lang_to_id"] = {f"<|{c}|>": ids(f"<|{c}|>") for c in LANGUAGES}
+        vocab = tokenizer.get_vocab()  # only the languages this tokenizer has (99, or 100 as large-v3)
+        fields["lang_to_id"] = {f"<|{c}|>": vocab[f"<|{c}|>"] for c in LANGUAGES if f"<|{c}|>" in vocab}
         fields["task_to_id"] = {"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")}
         fields["forced_decoder_ids"] = [[1, None], [2, ids("<|transcribe|>")]]
     else:
@@ -196,7 +202,10 @@ def build_whisper(entry: Entry, out_dir: Path, seed: int) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     text_vocab = recipe.get("text_vocab_size")
     tokenizer = whisper_tokenizer(
-        multilingual, int(recipe.get("vocab_size", 600)), None if text_vocab is None else int(text_vocab)
+        multilingual,
+        int(recipe.get("vocab_size", 600)),
+        None if text_vocab is None else int(text_vocab),
+        n_languages=int(recipe.get("languages", 99)),
     )
     ids = tokenizer.convert_tokens_to_ids
     eot = ids("<|endoftext|>")
@@ -211,6 +220,12 @@ def build_whisper(entry: Entry, out_dir: Path, seed: int) -> Path:
         **overrides,
     )
     model = getattr(transformers, recipe["architecture"])(config).eval()
+    scale = float(recipe.get("cross_attention_scale", 1.0))
+    if scale != 1.0:  # sharper cross-attention: the random decoder's text then depends on the audio
+        with torch.no_grad():
+            for layer in model.model.decoder.layers:
+                layer.encoder_attn.q_proj.weight.mul_(scale)
+                layer.encoder_attn.k_proj.weight.mul_(scale)
     model.generation_config = _whisper_generation(tokenizer, multilingual, int(recipe.get("max_length", 448)))
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -219,12 +234,16 @@ def build_whisper(entry: Entry, out_dir: Path, seed: int) -> Path:
 
 
 def build_wav2vec2(entry: Entry, out_dir: Path, seed: int) -> Path:
+    """A Wav2Vec2-style checkpoint (wav2vec2, hubert, ... by the recipe's config ``model_type``) with a
+    Wav2Vec2FeatureExtractor (the recipe's ``feature_extractor`` table overrides its settings; by default it
+    returns an attention mask exactly when ``feat_extract_norm="layer"``, as the real checkpoints do) and,
+    for CTC heads, a character vocabulary."""
     import torch
     import transformers
 
     recipe = dict(entry.tiny)
     overrides = dict(recipe["config"])
-    overrides.pop("model_type", None)
+    model_type = overrides.pop("model_type", "wav2vec2")
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -234,31 +253,47 @@ def build_wav2vec2(entry: Entry, out_dir: Path, seed: int) -> Path:
     ctc = recipe["architecture"].endswith("ForCTC")
     if ctc:
         overrides.update(vocab_size=len(CTC_VOCAB), pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    config = transformers.Wav2Vec2Config(**overrides)
+    config = transformers.AutoConfig.for_model(model_type, **overrides)
     model = getattr(transformers, recipe["architecture"])(config).eval()
     model.save_pretrained(out_dir)
-    extractor = transformers.Wav2Vec2FeatureExtractor(
-        feature_size=1,
-        sampling_rate=SAMPLING_RATE,
-        padding_value=0.0,
-        do_normalize=True,
-        return_attention_mask=config.feat_extract_norm == "layer",
-    )
-    extractor.save_pretrained(out_dir)
+    settings: dict[str, Any] = {
+        "feature_size": 1,
+        "sampling_rate": SAMPLING_RATE,
+        "padding_value": 0.0,
+        "do_normalize": True,
+        "return_attention_mask": config.feat_extract_norm == "layer",
+    }
+    settings.update(recipe.get("feature_extractor", {}))
+    transformers.Wav2Vec2FeatureExtractor(**settings).save_pretrained(out_dir)
     if ctc:
         with tempfile.TemporaryDirectory() as tmp:
             vocab = Path(tmp) / "vocab.json"
             vocab.write_text(json.dumps({c: i for i, c in enumerate(CTC_VOCAB)}))
-            tokenizer = transformers.Wav2Vec2CTCTokenizer(str(vocab), do_lower_case=False, word_delimiter_token="|")
+            tokenizer = transformers.Wav2Vec2CTCTokenizer(
+                str(vocab), word_delimiter_token="|", **{"do_lower_case": False, **recipe.get("tokenizer", {})}
+            )
             tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def waveform_encoder(model_type: str | None) -> bool:
+    """Whether ``model_type`` reads the raw waveform through a convolutional feature encoder
+    (wav2vec2, hubert, wavlm, ...: its config has ``conv_stride``)."""
+    import transformers
+
+    if not model_type:
+        return False
+    try:
+        return hasattr(transformers.AutoConfig.for_model(model_type), "conv_stride")
+    except ValueError:
+        return False
 
 
 def build_speech(entry: Entry, out_dir: Path, seed: int) -> Path:
     arch = entry.tiny.get("architecture", "")
     if arch.startswith("Whisper"):
         return build_whisper(entry, out_dir, seed)
-    if arch.startswith("Wav2Vec2"):
+    if waveform_encoder(entry.tiny.get("config", {}).get("model_type")):
         return build_wav2vec2(entry, out_dir, seed)
     from ..tiny import build_generic
 
@@ -296,23 +331,29 @@ def check_speech_recognition(ctx: CheckContext) -> dict[str, Any]:
         with torch_threads():
             pipe = transformers_pipeline(ctx, "automatic-speech-recognition")
             out = {name: pipe(audio.copy(), **kwargs)["text"] for name, audio in signals.items()}
-            ids = {} if whisper else _reference_ctc_ids(pipe, signals)
-            return {"text": out, "features": _reference_features(pipe, signals, whisper), "ids": ids}
+            logits = {} if whisper else _reference_ctc_logits(pipe, signals)
+            return {"text": out, "features": _reference_features(pipe, signals, whisper), "logits": logits}
 
     expected = reference(ctx, "automatic-speech-recognition", run_reference)
     pipe = edgetf_pipeline(ctx, "automatic-speech-recognition")
     got = {name: pipe(audio.copy(), **kwargs)["text"] for name, audio in signals.items()}
     exact = sum(got[k] == expected["text"][k] for k in signals) / len(signals)
-    max_diff = 0.0
+    max_diff = logits_diff = logits_scale = 0.0
     for name, audio in signals.items():
         max_diff = max(max_diff, float(np.abs(pipe.features(audio) - expected["features"][name]).max()))
+        if not whisper:
+            ours = pipe.logits(audio.copy())[0]
+            logits_diff = max(logits_diff, float(np.abs(ours - expected["logits"][name]).max()))
+            logits_scale = max(logits_scale, float(np.abs(expected["logits"][name]).max()))
+    # reported, not gated: fp32 is judged on text equality (random CTC layers amplify float rounding)
+    relative = logits_diff / max(1.0, logits_scale)
     if whisper and ctx.dtype == "fp32":
         pairs = []  # fp32 is judged on text equality with the reference
     elif whisper:
         base = edgetf_pipeline_dtype(ctx, "fp32")
         pairs = [(pipe.token_ids(a, **kwargs), base.token_ids(a, **kwargs)) for a in signals.values()]
     else:
-        pairs = [(pipe.token_ids(a), [expected["ids"][k]]) for k, a in signals.items()]
+        pairs = [(pipe.token_ids(a), [expected["logits"][k].argmax(-1)]) for k, a in signals.items()]
     tokens = token_agreement(pairs)
     agreement = exact if ctx.dtype == "fp32" else tokens
     return verdict(
@@ -324,6 +365,7 @@ def check_speech_recognition(ctx: CheckContext) -> dict[str, Any]:
         extra={
             "text_equality": exact,
             "token_agreement": tokens,
+            **({} if whisper else {"logits_max_diff": logits_diff, "logits_relative_diff": relative}),
             "mismatched": [k for k in signals if got[k] != expected["text"][k]],
         },
     )
@@ -347,7 +389,7 @@ def token_agreement(pairs: list[tuple[list[np.ndarray], list[np.ndarray]]]) -> f
     return same / total if total else 1.0
 
 
-def _reference_ctc_ids(pipe: Any, signals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _reference_ctc_logits(pipe: Any, signals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     import torch
 
     fe = pipe.feature_extractor
@@ -355,7 +397,7 @@ def _reference_ctc_ids(pipe: Any, signals: dict[str, np.ndarray]) -> dict[str, n
     for name, audio in signals.items():
         values = fe(audio, sampling_rate=fe.sampling_rate, return_tensors="pt")["input_values"]
         with torch.no_grad():
-            out[name] = pipe.model(values).logits.argmax(-1)[0].numpy()
+            out[name] = pipe.model(values).logits[0].numpy()
     return out
 
 
@@ -385,7 +427,9 @@ def check_audio_classification(ctx: CheckContext) -> dict[str, Any]:
         ref_scores = {d["label"]: d["score"] for d in ref}
         out_scores = {d["label"]: d["score"] for d in out}
         max_diff = max(max_diff, max(abs(ref_scores[k] - out_scores.get(k, float("inf"))) for k in ref_scores))
-        agree += ref[0]["label"] == out[0]["label"]
+        # the top label agrees when the reference scores it as high as its own top label (exact ties, e.g. all
+        # labels at 1/n on silence, are ordered arbitrarily by torch.topk)
+        agree += ref_scores.get(out[0]["label"], -1.0) >= ref[0]["score"] - TIE
     return verdict(
         ctx,
         metric="label score",
