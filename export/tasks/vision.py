@@ -392,7 +392,7 @@ def check_image_segmentation(ctx: CheckContext) -> dict[str, Any]:
             label2id = {label: i for i, label in pipe.id2label.items()}
             same_output += semantic_mismatches(ref_seg, got_seg, logits, label2id, FP32_TOLERANCE) == 0
         else:
-            same_output += got_seg == ref_seg
+            same_output += _same_segments(got_seg, ref_seg)
     n = len(images)
     extra = {"class_agreement": same_class / classified, f"{subtask}_identical": same_output / n}
     if mask_ious:
@@ -406,6 +406,10 @@ def _segments(output: list[dict[str, Any]]) -> list[tuple[str, float | None, np.
     return [
         (d["label"], None if d["score"] is None else round(d["score"], 4), np.asarray(d["mask"]) > 0) for d in output
     ]
+
+
+def _same_segments(a: list[tuple[str, Any, np.ndarray]], b: list[tuple[str, Any, np.ndarray]]) -> bool:
+    return len(a) == len(b) and all(x[:2] == y[:2] and np.array_equal(x[2], y[2]) for x, y in zip(a, b))
 
 
 def semantic_mismatches(
