@@ -235,7 +235,7 @@ def test_traced_size_follows_the_processor_or_the_catalog(tiny, tmp_path):
     from dataclasses import replace
 
     from export.catalog import get
-    from export.tasks.vision import segmentation_export_kwargs, traced_size
+    from export.tasks.vision import traced_size, vision_export_kwargs
 
     built = tiny.get("mask2former-resnet")
     entry = get("mask2former-resnet")
@@ -247,5 +247,5 @@ def test_traced_size_follows_the_processor_or_the_catalog(tiny, tmp_path):
     (checkpoint / "preprocessor_config.json").write_text(json.dumps(config))
     assert traced_size(entry, checkpoint) == (64, 64)
     override = replace(entry, export={"height": 128, "width": 96})
-    kwargs = segmentation_export_kwargs(override, checkpoint)
+    kwargs = vision_export_kwargs("image-segmentation")(override, checkpoint)
     assert (kwargs["height"], kwargs["width"]) == (128, 96) and "model" in kwargs["custom_onnx_configs"]

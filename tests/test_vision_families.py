@@ -250,7 +250,7 @@ FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
                 "patch_size": 8,
                 "backbone_out_indices": [0, 1, 2, 3],
                 **DPT_NECK,
-                "initializer_range": 0.05,
+                "initializer_range": 0.14,  # depth maps of ~10: q8 within 5% mean relative error
             },
             "preprocessor": {
                 "class": "DPTImageProcessor",
@@ -271,7 +271,7 @@ FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
                 "patch_size": 8,
                 "backbone_out_indices": [0, 1, 2, 3],
                 **DPT_NECK,
-                "initializer_range": 0.05,
+                "initializer_range": 0.14,  # depth maps of ~10: q8 within 5% mean relative error
             },
             "preprocessor": {
                 "class": "DPTImageProcessor",
