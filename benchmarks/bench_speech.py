@@ -76,8 +76,6 @@ def entries(quick: bool) -> dict[str, Any]:
 
     if quick:
         return {"whisper": catalog.get("whisper-tiny"), "wav2vec2": catalog.get("wav2vec2-ctc")}
-    whisper = catalog.get("whisper-tiny")
-    ctc = catalog.get("wav2vec2-ctc")
     return {
         "whisper": Entry(
             name="bench-whisper-base",
@@ -92,8 +90,6 @@ def entries(quick: bool) -> dict[str, Any]:
                 "max_length": 448,
                 "config": WHISPER_BASE,
             },
-            export=dict(whisper.export),
-            quantize=dict(whisper.quantize),
         ),
         "wav2vec2": Entry(
             name="bench-wav2vec2-base",
@@ -101,8 +97,6 @@ def entries(quick: bool) -> dict[str, Any]:
             source="facebook/wav2vec2-base-960h",
             dtypes=("fp32", "q8"),
             tiny={"architecture": "Wav2Vec2ForCTC", "config": {"model_type": "wav2vec2"}},  # base defaults
-            export=dict(ctc.export),
-            quantize=dict(ctc.quantize),
         ),
     }
 

@@ -61,8 +61,6 @@ def build(work: Path) -> tuple[Path, Path]:
         name=bundle.name,
         task="text-classification",
         source=str(ckpt),
-        parity={"inputs": "text"},
-        inputs=catalog.load_inputs(),
     )
     result = export_entry(entry, work, tiny_model=False, log=print)
     if result.status != "ok":

@@ -65,7 +65,10 @@ def pipeline(
             )
         resolved = normalize_task(own)
     else:
-        resolved = check_compatible(task, own, str(bundle.root))
+        # The manifest's task is what the bundle was exported and verified for; without one, config.json's
+        # architecture is only a guess (a masked-LM checkpoint exported for feature extraction keeps
+        # "BertForMaskedLM"), so the asked task is taken as it is.
+        resolved = check_compatible(task, bundle.task, str(bundle.root))
     cls = pipeline_class(resolved)
     return cls(
         bundle,

@@ -1,4 +1,4 @@
-"""python -m edgetf run TASK BUNDLE INPUT... | info BUNDLE | providers | demo [MODELS_DIR]"""
+"""python -m edgetf run TASK BUNDLE INPUT... | info BUNDLE | providers | demo [MODELS_DIR] | verify BUNDLE"""
 
 from __future__ import annotations
 
@@ -214,6 +214,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import format_report, verify_bundle
+
+    report = verify_bundle(args.bundle, args.dtype, device=args.device)
+    print(format_report(report))
+    return 0 if report["passed"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgetf", description="run exported bundles with onnxruntime")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run every bundle under a folder on a built-in sample input")
     demo.add_argument("models", nargs="?", default="models")
     demo.set_defaults(func=cmd_demo)
+    verify = sub.add_parser("verify", help="re-run the bundle's golden inputs here; exit 1 below its bounds")
+    verify.add_argument("bundle")
+    verify.add_argument("--dtype", nargs="+", help="dtypes to check (default: every dtype with golden bounds)")
+    verify.add_argument("--device", default="cpu")
+    verify.set_defaults(func=cmd_verify)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from . import catalog
@@ -54,6 +53,7 @@ def run_all(args: argparse.Namespace) -> int:
 
 def _export_one(entry: catalog.Entry, out: Path, args: argparse.Namespace) -> Result:
     from .convert import SourceUnavailable
+    from .plan import UnsupportedExport
 
     t0 = time.perf_counter()
     try:
@@ -69,6 +69,9 @@ def _export_one(entry: catalog.Entry, out: Path, args: argparse.Namespace) -> Re
     except SourceUnavailable as exc:
         _log(f"  unavailable: {exc}")
         return Result(entry.name, entry.task, "unavailable", str(exc), time.perf_counter() - t0)
+    except UnsupportedExport as exc:
+        _log(f"  unsupported: {exc}")
+        return Result(entry.name, entry.task, "unsupported", str(exc), time.perf_counter() - t0)
     except Exception as exc:  # keep going with the other entries; the summary names the failure
         _log(f"  error: {type(exc).__name__}: {exc}")
         return Result(entry.name, entry.task, "error", f"{type(exc).__name__}: {exc}"[:200], time.perf_counter() - t0)
@@ -84,32 +87,41 @@ def _table(results: list[Result]) -> None:
 
 
 def run_one(args: argparse.Namespace) -> int:
-    from .tasks import task_export
+    """Export one checkpoint (hub id, HF cache or local folder) for ``--task``: the task decides what the
+    bundle is for, as ``transformers.pipeline(task)`` does; the family table decides how to export it."""
+    from edgetf.tasks import normalize_task
+
+    from .tasks import exportable_tasks
 
     try:
-        task_export(args.task)
-    except KeyError as exc:
-        _log(str(exc.args[0]))
+        task = normalize_task(args.task)
+    except ValueError:
+        task = args.task
+    if task not in exportable_tasks():
+        _log(f"error: export does not support task {args.task!r}; supported: {', '.join(exportable_tasks())}")
         return 2
     out = Path(args.out)
-    entry = catalog.Entry(
-        name=out.name,
-        task=args.task,
-        source=args.source,
-        dtypes=tuple(args.dtype or ("fp32", "q8")),
-        inputs=catalog.load_inputs(),
-    )
-    matching = [e for e in catalog.load() if e.source == args.source and e.task == args.task]
-    if matching:  # reuse the catalog's parity inputs and export/quantize overrides for known checkpoints
-        base = matching[0]
-        entry = replace(base, name=out.name, dtypes=entry.dtypes)
-    elif task_export(args.task).parity_inputs:
-        entry = replace(entry, parity={"inputs": task_export(args.task).parity_inputs})
+    problem = _out_problem(out)
+    if problem:
+        _log(f"error: --out {str(out)!r} {problem}")
+        return 2
+    entry = catalog.Entry(name=out.name, task=task, source=args.source, dtypes=tuple(args.dtype or ("fp32", "q8")))
     args.tiny = False
     _log(f"[1/1] {entry.name} ({entry.task}) from {entry.source}")
     result = _export_one(entry, out.parent, args)
+    if result.status in ("unsupported", "unavailable"):
+        return 2  # said in one line above: what is wrong and what is accepted
     _table([result])
     return 0 if result.status == "ok" else 1
+
+
+def _out_problem(out: Path) -> str | None:
+    """Why ``--out`` cannot take a bundle: an existing file, or a folder that holds something else."""
+    if out.is_file():
+        return "is a file; name a folder for the bundle"
+    if out.is_dir() and any(out.iterdir()) and not (out / "edgetf.json").is_file():
+        return "exists and is not an edgetf bundle; name a new or empty folder (a previous bundle is replaced)"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from edgetf.bundle import onnx_filename
 
-from . import convert, external_data, manifest, quantize, tiny
+from . import convert, external_data, goldens, manifest, quantize, tiny
 from .catalog import Entry
+from .inputs import builtin
+from .plan import ExportPlan, make_plan
 from .tasks import CheckContext, task_export
+from .tasks.common import calibration_feeds
 
 Log = Callable[[str], None]
 
@@ -44,9 +49,13 @@ def export_entry(
     verify: bool = True,
     log: Log = print,
 ) -> Result:
+    """Export ``entry`` into ``out / entry.name``.
+
+    The bundle is written to a hidden sibling folder and moved into place only when complete, so an
+    error (a checkpoint optimum cannot trace, an interrupted run) never leaves a half-written bundle
+    and never destroys the one already there. Raises UnsupportedExport (one line) for a checkpoint or
+    task that cannot be exported, SourceUnavailable when the checkpoint cannot be had."""
     start = time.perf_counter()
-    bundle = out / entry.name
-    target = target or entry.quantize.get("target")  # --target beats the catalog's per-entry preset
     dtypes = tuple(dtypes or entry.dtypes)
 
     def step(label: str, t0: float) -> None:
@@ -63,21 +72,55 @@ def export_entry(
     else:
         ckpt, revision = convert.resolve_source(entry.source)
         source = {"id": entry.source, "revision": revision, "tiny": False}
-    if bundle.exists():
-        shutil.rmtree(bundle)
+    plan = make_plan(ckpt, entry.task)
+    final = out / entry.name
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = Path(tempfile.mkdtemp(prefix=f".{entry.name}.partial-", dir=out))
+    try:
+        result = _write_bundle(entry, plan, ckpt, bundle, source, dtypes, target, verify, step)
+        replace_folder(bundle, final)
+    except BaseException:
+        shutil.rmtree(bundle, ignore_errors=True)
+        raise
+    return replace(result, seconds=time.perf_counter() - start, bundle=final)
+
+
+def replace_folder(new: Path, final: Path) -> None:
+    """Move the finished bundle ``new`` to ``final``, replacing a previous bundle there."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+        new.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        new.rename(final)
+
+
+def _write_bundle(
+    entry: Entry,
+    plan: ExportPlan,
+    ckpt: Path,
+    bundle: Path,
+    source: dict[str, Any],
+    dtypes: tuple[str, ...],
+    target: str | None,
+    verify: bool,
+    step: Callable[[str, float], None],
+) -> Result:
     t0 = time.perf_counter()
-    convert.export_onnx(entry, ckpt, bundle)
+    convert.export_onnx(plan, ckpt, bundle)
     spec = task_export(entry.task)
-    components = convert.components_for(entry)
+    components = plan.components
     for comp in components:  # weights beside the graph: onnxruntime memory-maps them
         external_data.externalize(bundle / onnx_filename(comp, "fp32"))
-    step("exported ONNX with optimum", t0)
+    step(f"exported ONNX with optimum ({plan.family.name} family, {plan.optimum_task})", t0)
+    inputs = entry.parity_inputs(builtin(spec.parity_inputs)) if spec.parity_inputs else []
 
     reports: dict[str, Any] = {}
     shared_reference: dict[str, Any] = {}
     for dtype in sorted(dtypes, key=lambda d: d != "fp32"):  # fp32 first: the others derive from it
         t0 = time.perf_counter()
-        levels = quantize.LEVELS if dtype in ("q8", "int8", "uint8") else ("all",)
+        levels = quantize.ladder(calibration_feeds(shared_reference)) if dtype in ("q8", "int8", "uint8") else ("all",)
         report: dict[str, Any] = {}
         for level in levels:
             recipe = {}
@@ -89,22 +132,22 @@ def export_entry(
                     dtype,
                     target=target,
                     level=level,
-                    quant=entry.quantize,
-                    default_ops=spec.quant_ops,
+                    quant=plan.quantize,
+                    default_ops=("MatMul",),
+                    calibration=calibration_feeds(shared_reference).get(comp),
                 )
                 if dtype != "fp32":
                     external_data.externalize(bundle / onnx_filename(comp, dtype))
             report = {"files": _dtype_files(bundle, components, dtype), "recipe": recipe}
             if not verify:
                 break  # unverified: keep the first (default) recipe, not the ladder's last
-            if verify:
-                ctx = CheckContext(entry, ckpt, bundle, dtype, entry.parity_inputs(), shared_reference)
-                report["parity"] = spec.check(ctx)
-                report["passed"] = bool(report["parity"]["passed"])
-                if report["passed"]:
-                    break
-                if level != levels[-1]:
-                    log(f"  {entry.name}: {dtype} recipe level {level!r} failed parity, trying the next level")
+            ctx = CheckContext(entry, ckpt, bundle, dtype, inputs, shared_reference)
+            report["parity"] = spec.check(ctx)
+            report["passed"] = bool(report["parity"]["passed"])
+            if report["parity"].get("settled", report["passed"]):  # gate met with its headroom
+                break
+            if level != levels[-1]:
+                step(f"{dtype} recipe level {level!r} not settled by its gate, trying the next level", t0)
         reports[dtype] = report
         parity = report.get("parity", {})
         verdict = "" if not verify else ("PASS" if report["passed"] else "FAIL")
@@ -112,14 +155,16 @@ def export_entry(
 
     passed = [d for d in dtypes if reports[d].get("passed", not verify)]
     default = next((d for d in ("q8", "int8", "uint8") if d in passed), "fp32")
-    extra = spec.manifest_extra(entry, ckpt) if spec.manifest_extra else {}
+    if verify:  # golden feeds + fp32 outputs for `python -m edgetf verify` on the user's machine
+        goldens.record(bundle, list(dtypes), calibration_feeds(shared_reference, goldens.FEEDS_PER_COMPONENT))
+    extra = {**plan.manifest_extra, "export": plan.describe()}
     onnx_files = [Path(f) for r in reports.values() for f in r["files"] if f.endswith(".onnx")]
     external_data.mark_in_config(bundle, [f.name for f in onnx_files if (bundle / f"{f}_data").is_file()])
     manifest.write(bundle, task=entry.task, source=source, dtypes=reports, default_dtype=default, extra=extra)
     failed = [d for d in dtypes if verify and not reports[d].get("passed")]
     status = "failed" if failed else "ok"
     detail = f"parity failed for {', '.join(failed)}" if failed else f"default dtype {default}"
-    return Result(entry.name, entry.task, status, detail, time.perf_counter() - start, reports, bundle)
+    return Result(entry.name, entry.task, status, detail, 0.0, reports)
 
 
 def _dtype_files(bundle: Path, components: tuple[str, ...], dtype: str) -> list[str]:

@@ -25,15 +25,11 @@ class Entry:
     dtypes: tuple[str, ...] = ("fp32", "q8")
     parity: dict[str, Any] = field(default_factory=dict)
     tiny: dict[str, Any] = field(default_factory=dict)
-    export: dict[str, Any] = field(default_factory=dict)
-    quantize: dict[str, Any] = field(default_factory=dict)
-    inputs: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
-    def parity_inputs(self) -> list[str]:
-        """The entry's text inputs with "@long:N" expanded; [] for entries whose checks make their own."""
-        ref = self.parity.get("inputs")
-        items = self.inputs.get(ref, []) if isinstance(ref, str) else list(ref or [])
-        return [expand_input(x) for x in items]
+    def parity_inputs(self, builtin: list[str]) -> list[str]:
+        """The task's built-in inputs plus the entry's own (``parity.inputs``; "@long:N" expanded)."""
+        extra = [expand_input(x) for x in self.parity.get("inputs", ())]
+        return list(dict.fromkeys([*builtin, *extra]))
 
 
 def expand_input(item: str) -> str:
@@ -57,19 +53,17 @@ def _read(path: Path) -> dict[str, Any]:
         return tomllib.load(fh)
 
 
-def load_inputs(path: Path = CATALOG) -> dict[str, list[str]]:
-    """The named parity input sets of the catalog's [inputs] table."""
-    return _read(path).get("inputs", {})
-
-
 def load(path: Path = CATALOG) -> list[Entry]:
     data = _read(path)
-    inputs = data.get("inputs", {})
     entries = []
     for raw in data.get("model", []):
-        unknown = set(raw) - {"name", "task", "source", "dtypes", "parity", "tiny", "export", "quantize"}
+        unknown = set(raw) - {"name", "task", "source", "dtypes", "parity", "tiny"}
         if unknown:
-            raise ValueError(f"{path}: entry {raw.get('name')!r} has unknown keys {sorted(unknown)}")
+            raise ValueError(
+                f"{path}: entry {raw.get('name')!r} has unknown keys {sorted(unknown)}; an entry names name, task, "
+                "source, dtypes, parity (extra inputs, thresholds) and tiny (its recipe); export and quantization "
+                "knowledge is per family in edgetf/families.py"
+            )
         entries.append(
             Entry(
                 name=raw["name"],
@@ -78,9 +72,6 @@ def load(path: Path = CATALOG) -> list[Entry]:
                 dtypes=tuple(raw.get("dtypes", ("fp32", "q8"))),
                 parity=raw.get("parity", {}),
                 tiny=raw.get("tiny", {}),
-                export=raw.get("export", {}),
-                quantize=raw.get("quantize", {}),
-                inputs=inputs,
             )
         )
     names = [e.name for e in entries]

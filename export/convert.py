@@ -6,10 +6,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from .catalog import Entry
-from .tasks import task_export
+from .plan import ExportPlan
 
 # Files copied from the exporter's output / the checkpoint to the bundle root.
 CONFIG_FILES = (
@@ -57,34 +55,26 @@ def resolve_source(source: str) -> tuple[Path, str]:
     return Path(folder), Path(folder).name
 
 
-def export_onnx(entry: Entry, checkpoint: Path, bundle: Path) -> list[Path]:
-    """Export ``checkpoint`` for the entry's task into ``bundle`` (configs at the root, ONNX in onnx/)."""
+def export_onnx(plan: ExportPlan, checkpoint: Path, bundle: Path) -> list[Path]:
+    """Export ``checkpoint`` as ``plan`` says into ``bundle`` (configs at the root, ONNX in onnx/)."""
     from optimum.exporters.onnx import main_export
 
-    spec = task_export(entry.task)
-    kwargs: dict[str, Any] = {}
-    if spec.export_kwargs is not None:
-        kwargs.update(spec.export_kwargs(entry, checkpoint))
-    options = dict(entry.export)
-    optimum_task = options.pop("optimum_task", spec.optimum_task)
-    options.pop("components", None)
-    kwargs.update(options)
     bundle.mkdir(parents=True, exist_ok=True)
     (bundle / "onnx").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edgetf-export-") as tmp:
         main_export(
             str(checkpoint),
             output=tmp,
-            task=optimum_task,
+            task=plan.optimum_task,
             device="cpu",
             do_validation=False,
             local_files_only=True,
-            **kwargs,
+            **plan.export_kwargs,
         )
         out = Path(tmp)
         written = []
         for onnx_file in sorted(out.glob("*.onnx")):
-            if onnx_file.stem not in components_for(entry):
+            if onnx_file.stem not in plan.components:
                 continue
             target = bundle / "onnx" / onnx_file.name
             shutil.move(str(onnx_file), target)
@@ -96,11 +86,10 @@ def export_onnx(entry: Entry, checkpoint: Path, bundle: Path) -> list[Path]:
             src = out / name if (out / name).exists() else checkpoint / name
             if src.exists():
                 shutil.copy2(src, bundle / name)
-    missing = set(components_for(entry)) - {p.stem for p in written}
+    missing = set(plan.components) - {p.stem for p in written}
     if missing:
-        raise RuntimeError(f"optimum wrote no {sorted(missing)} for {entry.name} (task {optimum_task})")
+        raise RuntimeError(
+            f"optimum wrote no {sorted(missing)} for a {plan.model_type!r} checkpoint (task {plan.optimum_task}); "
+            f"the {plan.family.layout} layout needs {', '.join(plan.components)}"
+        )
     return written
-
-
-def components_for(entry: Entry) -> tuple[str, ...]:
-    return tuple(entry.export.get("components", task_export(entry.task).components))

@@ -49,8 +49,12 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
-# Recipe ladder, mildest first: verification keeps the first that passes.
-LEVELS = ("all", "ffn-out-float")
+# Recipe ladder, mildest first: verification keeps the first whose gate is settled (export/gates.py).
+# "sensitive-K": the K MatMuls whose float restoration lowers the output error most on the calibration
+# feeds (see sensitivity()) stay float; needs calibration feeds, skipped without. "ffn-out-float": the
+# fixed name list below, the last resort.
+SENSITIVE_STEPS = (1, 2, 4, 8)
+LEVELS = ("all", *(f"sensitive-{k}" for k in SENSITIVE_STEPS), "ffn-out-float")
 # FFN down-projections: where trained transformers carry activation outliers.
 FFN_OUT_PATTERNS = (
     r"layer\.\d+/output/dense/MatMul",  # BERT, RoBERTa, ViT
@@ -62,6 +66,11 @@ FFN_OUT_PATTERNS = (
     r"/pwconv2/MatMul",  # ConvNeXT
     r"/mlp/fc2/MatMul",  # Swin
 )
+
+
+def ladder(calibration: Any) -> tuple[str, ...]:
+    """The levels to try: the sensitive-K levels only where calibration feeds were recorded."""
+    return LEVELS if calibration else tuple(level for level in LEVELS if not level.startswith("sensitive-"))
 
 
 def host_target() -> str:
@@ -119,6 +128,7 @@ def quantize_q8(
     op_types: tuple[str, ...] = ("MatMul",),
     preprocess: bool = False,
     weight_type: str | None = None,
+    calibration: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Dynamic 8-bit quantization of ``src`` into ``dst``; returns the recipe for the manifest."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -127,7 +137,17 @@ def quantize_q8(
         raise ValueError(f"unknown quantization level {level!r}; accepted: {LEVELS}")
     chosen = preset(target)
     wtype = weight_type or chosen.weight_type
-    exclude = matching_nodes(src, FFN_OUT_PATTERNS, op_types) if level == "ffn-out-float" else []
+    kept_float: list[dict[str, Any]] = []
+    if level == "ffn-out-float":
+        exclude = matching_nodes(src, FFN_OUT_PATTERNS, op_types)
+    elif level.startswith("sensitive-"):
+        if not calibration:
+            raise ValueError(f"quantization level {level!r} needs calibration feeds (none were recorded)")
+        ranking = ranked_sensitivity(src, calibration, wtype)
+        kept_float = ranking[: int(level.split("-", 1)[1])]
+        exclude = [row["node"] for row in kept_float]
+    else:
+        exclude = []
     subgraphs = has_subgraphs(src)  # merged decoders keep every node inside If branches
     with tempfile.TemporaryDirectory(prefix="edgetf-quant-") as tmp:
         model_in = src
@@ -162,6 +182,7 @@ def quantize_q8(
         "level": level,
         "op_types": list(op_types),
         "excluded_nodes": len(exclude),
+        **({"float_nodes": kept_float_record(kept_float)} if kept_float else {}),
         "preprocess": preprocess,
         "subgraphs": subgraphs,
     }
@@ -365,8 +386,10 @@ def make_dtype(
     level: str,
     quant: dict[str, Any],
     default_ops: tuple[str, ...],
+    calibration: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write the ``dtype`` variant of the fp32 file ``src``; returns its recipe."""
+    """Write the ``dtype`` variant of the fp32 file ``src``; returns its recipe. ``calibration``: recorded
+    feeds of this component, for the ``sensitive-K`` levels."""
     ops = tuple(quant.get("op_types", default_ops))  # (quant["target"] is resolved by the caller)
     pre = bool(quant.get("preprocess", False))
     if quant.get("untie_lm_head") and dtype in ("q8", "int8", "uint8", "q4"):
@@ -381,6 +404,7 @@ def make_dtype(
                 level=level,
                 quant={k: v for k, v in quant.items() if k != "untie_lm_head"},
                 default_ops=default_ops,
+                calibration=calibration,
             )
         return {**recipe, "untied_transposed_weights": folded}
     if quant.get("conv_as_matmul") and dtype in ("q8", "int8", "uint8"):
@@ -396,20 +420,168 @@ def make_dtype(
                 level=level,
                 quant={k: v for k, v in quant.items() if k != "conv_as_matmul"},
                 default_ops=default_ops,
+                calibration=calibration,
             )
         return {**recipe, "convs_as_matmuls": count}
     if dtype == "fp32":
         if src != dst:
             shutil.copy2(src, dst)
         return {"method": "none"}
-    if dtype == "q8":
-        return quantize_q8(src, dst, target=target, level=level, op_types=ops, preprocess=pre)
-    if dtype == "int8":
-        return quantize_q8(src, dst, target=target, level=level, op_types=ops, preprocess=pre, weight_type="QInt8")
-    if dtype == "uint8":
-        return quantize_q8(src, dst, target=target, level=level, op_types=ops, preprocess=pre, weight_type="QUInt8")
+    eight_bit = {"q8": None, "int8": "QInt8", "uint8": "QUInt8"}
+    if dtype in eight_bit:
+        return quantize_q8(
+            src,
+            dst,
+            target=target,
+            level=level,
+            op_types=ops,
+            preprocess=pre,
+            weight_type=eight_bit[dtype],
+            calibration=calibration,
+        )
     if dtype == "q4":
         return quantize_q4(src, dst, block_size=int(quant.get("block_size", 32)))
     if dtype == "fp16":
         return convert_fp16(src, dst)
     raise ValueError(f"export cannot produce dtype {dtype!r}; accepted: fp32, q8, int8, uint8, q4, fp16")
+
+
+# -- sensitivity: which MatMuls lose most when quantized --------------------------------------------
+SWITCH = "edgetf_quantize_switch"
+
+
+def constant_matmuls(model: Any) -> list[Any]:
+    """The top-level MatMul nodes whose second input is a 2-D initializer (what q8 quantizes)."""
+    shapes = {init.name: len(init.dims) for init in model.graph.initializer}
+    return [n for n in model.graph.node if n.op_type == "MatMul" and shapes.get(n.input[1]) == 2]
+
+
+def fake_quantized_weight(weight: Any, weight_type: str) -> Any:
+    """``weight`` [K, N] quantized per output channel (column) as dynamic quantization stores it, back in float."""
+    import numpy as np
+
+    w = weight.astype(np.float32)
+    if weight_type == "QInt8":  # symmetric s8
+        scale = np.abs(w).max(axis=0) / 127.0
+        scale[scale == 0] = 1.0
+        return (np.clip(np.round(w / scale), -127, 127) * scale).astype(np.float32)
+    low, high = np.minimum(w.min(axis=0), 0), np.maximum(w.max(axis=0), 0)  # asymmetric u8
+    scale = (high - low) / 255.0
+    scale[scale == 0] = 1.0
+    zero = np.round(-low / scale)
+    return ((np.clip(np.round(w / scale) + zero, 0, 255) - zero) * scale).astype(np.float32)
+
+
+def switch_model(src: Path, dst: Path, weight_type: str) -> list[str]:
+    """Write a copy of ``src`` where each quantizable MatMul computes both its float product and its
+    dynamically quantized one (u8 activations per tensor, 8-bit weights per channel) and blends them by
+    ``edgetf_quantize_switch[i]`` (1: quantized, 0: float). One session then measures any set of
+    quantized nodes. Returns the node names in switch order."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    weights = {init.name: init for init in model.graph.initializer}
+    nodes = constant_matmuls(model)
+    names, extra_inits, extra_nodes = [], [], {}
+    for i, node in enumerate(nodes):
+        p = f"edgetf_switch/{i}"
+        wq = fake_quantized_weight(numpy_helper.to_array(weights[node.input[1]]), weight_type)
+        extra_inits += [
+            numpy_helper.from_array(wq, p + "/wq"),
+            numpy_helper.from_array(np.array([i], np.int64), p + "/i"),
+        ]
+        out = node.output[0]
+        node.output[0] = p + "/float"
+        extra_nodes[id(node)] = [
+            helper.make_node("DynamicQuantizeLinear", [node.input[0]], [p + "/xq", p + "/xs", p + "/xz"]),
+            helper.make_node("DequantizeLinear", [p + "/xq", p + "/xs", p + "/xz"], [p + "/xd"]),
+            helper.make_node("MatMul", [p + "/xd", p + "/wq"], [p + "/quant"]),
+            helper.make_node("Gather", [SWITCH, p + "/i"], [p + "/on"], axis=0),
+            helper.make_node("Sub", [p + "/quant", p + "/float"], [p + "/delta"]),
+            helper.make_node("Mul", [p + "/delta", p + "/on"], [p + "/scaled"]),
+            helper.make_node("Add", [p + "/float", p + "/scaled"], [out]),
+        ]
+        names.append(node.name)
+    ordered = []
+    for node in model.graph.node:
+        ordered.append(node)
+        ordered += extra_nodes.get(id(node), [])
+    del model.graph.node[:]
+    model.graph.node.extend(ordered)
+    model.graph.initializer.extend(extra_inits)
+    model.graph.input.append(helper.make_tensor_value_info(SWITCH, TensorProto.FLOAT, [len(nodes)]))
+    onnx.save(model, str(dst), save_as_external_data=True, location=dst.name + "_data")
+    return names
+
+
+def output_error(reference: list[list[Any]], got: list[list[Any]]) -> float:
+    """Worst relative L2 error of any output over the calibration feeds."""
+    import numpy as np
+
+    worst = 0.0
+    for ref_outs, outs in zip(reference, got):
+        for r, o in zip(ref_outs, outs):
+            if not np.issubdtype(r.dtype, np.floating) or r.size == 0:
+                continue
+            norm = float(np.linalg.norm(r))
+            worst = max(worst, float(np.linalg.norm(o - r)) / norm if norm else float(np.linalg.norm(o)))
+    return worst
+
+
+def sensitivity(src: Path, feeds: list[dict[str, Any]], *, weight_type: str = "QInt8") -> list[dict[str, Any]]:
+    """Each quantizable MatMul of ``src`` with ``gain``: how much the worst relative output error over
+    ``feeds`` drops when that node alone stays float and every other is quantized (most sensitive
+    first); the first few also get ``alone``: the error when it is the only quantized node."""
+    import numpy as np
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="edgetf-sens-") as tmp:
+        path = Path(tmp) / "switch.onnx"
+        names = switch_model(src, path, weight_type)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        declared = {i.name for i in session.get_inputs()}
+        ready = [{k: v for k, v in f.items() if k in declared} for f in feeds]
+
+        def run(switch: Any) -> list[list[Any]]:
+            return [session.run(None, {**f, SWITCH: switch}) for f in ready]
+
+        n = len(names)
+        reference = run(np.zeros(n, np.float32))
+        everything = output_error(reference, run(np.ones(n, np.float32)))
+        table = []
+        for i, name in enumerate(names):
+            without = np.ones(n, np.float32)
+            without[i] = 0.0
+            table.append({"node": name, "index": i, "gain": everything - output_error(reference, run(without))})
+        table.sort(key=lambda row: (-row["gain"], row["node"]))
+        for row in table[: max(SENSITIVE_STEPS)]:  # the candidates the ladder may keep float
+            alone = np.zeros(n, np.float32)
+            alone[row["index"]] = 1.0
+            row["alone"] = output_error(reference, run(alone))
+    return [{k: v for k, v in row.items() if k != "index"} for row in table]
+
+
+_RANKINGS: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+
+
+def ranked_sensitivity(src: Path, calibration: list[dict[str, Any]], weight_type: str) -> list[dict[str, Any]]:
+    """sensitivity() once per fp32 file, weight type and feed set (the ladder asks at every level)."""
+    stat = Path(src).stat()
+    key = (str(src), stat.st_size, stat.st_mtime_ns, weight_type, len(calibration))
+    if key not in _RANKINGS:
+        _RANKINGS[key] = sensitivity(src, calibration, weight_type=weight_type)
+    return _RANKINGS[key]
+
+
+def kept_float_record(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The manifest's account of the nodes a sensitive-K level kept float, and why."""
+    return [
+        {
+            "node": row["node"],
+            "why": f"keeping it float lowered the worst relative output error on the calibration feeds by "
+            f"{row['gain']:.4f} (quantized alone: {row.get('alone', float('nan')):.4f})",
+        }
+        for row in rows
+    ]

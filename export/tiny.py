@@ -1,13 +1,20 @@
 """Builds small random-weight checkpoints from catalog recipes, with tokenizers trained locally.
 
 A recipe names the architecture class, config overrides, and optionally a tokenizer
-(``kind`` = wordpiece | bpe | unigram, trained with the `tokenizers` library on the corpus shipped
-in export/data), a preprocessor (a transformers processor class and its kwargs) and generation
+(``kind`` = wordpiece | bpe | unigram, learned from the corpus shipped in export/data), a preprocessor
+(a transformers processor class and its kwargs) and generation
 settings. Families that need more register a ``build_tiny`` hook in export/tasks.
+
+Everything is deterministic, so every machine builds the same bytes: weights come from
+``torch.manual_seed(seed)``, and WordPiece / Unigram vocabularies are learned here by
+:func:`learn_subwords` with ties broken by text (the `tokenizers` WordPiece and Unigram trainers walk
+Rust hash maps whose order changes per process, so the vocabulary changed from run to run; its
+byte-level BPE trainer starts from a sorted alphabet and is stable, so ``bpe`` still uses it).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +45,83 @@ def corpus_lines(extra: list[str] | None = None) -> list[str]:
     return lines + list(extra or [])
 
 
+def word_counts(lines: list[str], normalizer: Any, pre_tokenizer: Any) -> dict[str, int]:
+    """How often each pre-tokenized word occurs in ``lines`` (after ``normalizer``)."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line)):
+            counts[word] = counts.get(word, 0) + 1
+    return counts
+
+
+def learn_subwords(words: dict[str, int], vocab_size: int, prefix: str = "") -> tuple[list[str], list[tuple[str, int]]]:
+    """Byte-pair merges learned deterministically: the most frequent adjacent pair first, ties broken by
+    the pair's text (the `tokenizers` trainers break ties by hash-map order, which changes per process).
+
+    Symbols after a word's first character carry ``prefix`` (WordPiece's ``##``). Returns the alphabet
+    (most frequent first) and the merged tokens in merge order with their counts; together they hold at
+    most ``vocab_size`` tokens.
+    """
+    ordered = sorted(words)
+    counts = [words[w] for w in ordered]
+    symbols = [[w[0]] + [prefix + c for c in w[1:]] for w in ordered]
+    frequency: dict[str, int] = {}
+    for syms, n in zip(symbols, counts):
+        for sym in syms:
+            frequency[sym] = frequency.get(sym, 0) + n
+    alphabet = sorted(frequency, key=lambda sym: (-frequency[sym], sym))
+    pairs: dict[tuple[str, str], int] = {}
+    where: dict[tuple[str, str], set[int]] = {}
+
+    def count(i: int, sign: int) -> None:
+        syms, n = symbols[i], counts[i] * sign
+        for pair in zip(syms, syms[1:]):
+            pairs[pair] = pairs.get(pair, 0) + n
+            if sign > 0:
+                where.setdefault(pair, set()).add(i)
+
+    for i in range(len(symbols)):
+        count(i, 1)
+    known, merges = set(alphabet), []
+    while len(known) < vocab_size:
+        live = [(-n, pair) for pair, n in pairs.items() if n > 0]
+        if not live:
+            break
+        best_count, (a, b) = min(live)
+        merged = a + b[len(prefix) :] if prefix and b.startswith(prefix) else a + b
+        if merged not in known:
+            known.add(merged)
+            merges.append((merged, -best_count))
+        for i in sorted(where.pop((a, b), ())):
+            count(i, -1)
+            syms, out, j = symbols[i], [], 0
+            while j < len(syms):
+                if j + 1 < len(syms) and syms[j] == a and syms[j + 1] == b:
+                    out.append(merged)
+                    j += 2
+                else:
+                    out.append(syms[j])
+                    j += 1
+            symbols[i] = out
+            count(i, 1)
+        pairs.pop((a, b), None)
+    return alphabet, merges
+
+
+def unigram_pieces(words: dict[str, int], vocab_size: int, specials: list[str]) -> list[tuple[str, float]]:
+    """A Unigram vocabulary without EM training: the specials (score 0, as T5's), then the alphabet and
+    the learned merges scored by the log of their relative frequency. Deterministic, and every character
+    of the corpus is a piece, so no corpus text maps to ``<unk>``."""
+    alphabet, merges = learn_subwords(words, vocab_size - len(specials))
+    chars: dict[str, int] = {}
+    for word, n in words.items():
+        for ch in word:
+            chars[ch] = chars.get(ch, 0) + n
+    scored = [(ch, chars[ch]) for ch in alphabet] + merges
+    total = float(sum(n for _, n in scored))
+    return [(tok, 0.0) for tok in specials] + [(tok, math.log(n / total)) for tok, n in scored]
+
+
 def train_tokenizer(spec: dict[str, Any], max_length: int | None = None) -> Any:
     """Train a tokenizer on the corpus and wrap it in the transformers fast class named by ``class``."""
     import transformers
@@ -51,12 +135,15 @@ def train_tokenizer(spec: dict[str, Any], max_length: int | None = None) -> Any:
     lines = corpus_lines(spec.pop("extra_text", None))
     if kind == "wordpiece":
         specials = SPECIALS["wordpiece"]
-        tok = Tokenizer(models.WordPiece(unk_token=specials["unk_token"]))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, handle_chinese_chars=True, clean_text=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.train_from_iterator(
-            lines, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(specials.values()))
-        )
+        normalizer = normalizers.BertNormalizer(lowercase=lowercase, handle_chinese_chars=True, clean_text=True)
+        pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        words = word_counts(lines, normalizer, pre_tokenizer)
+        vocab = list(specials.values())
+        alphabet, merges = learn_subwords(words, vocab_size - len(vocab), prefix="##")
+        vocab = list(dict.fromkeys(vocab + alphabet + [merged for merged, _ in merges]))
+        tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token=specials["unk_token"]))
+        tok.normalizer = normalizer
+        tok.pre_tokenizer = pre_tokenizer
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]",
@@ -90,16 +177,15 @@ def train_tokenizer(spec: dict[str, Any], max_length: int | None = None) -> Any:
         kwargs = {}
     elif kind == "unigram":
         specials = SPECIALS["t5"]
-        tok = Tokenizer(models.Unigram())
-        tok.normalizer = normalizers.Sequence(
+        normalizer = normalizers.Sequence(
             [normalizers.Nmt(), normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
         )
-        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+        pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+        words = word_counts(lines, normalizer, pre_tokenizer)
+        tok = Tokenizer(models.Unigram(unigram_pieces(words, vocab_size, list(specials.values())), unk_id=2))
+        tok.normalizer = normalizer
+        tok.pre_tokenizer = pre_tokenizer
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-        tok.train_from_iterator(
-            lines,
-            trainers.UnigramTrainer(vocab_size=vocab_size, unk_token="<unk>", special_tokens=list(specials.values())),
-        )
         tok.post_processor = processors.TemplateProcessing(
             single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
         )
@@ -117,9 +203,21 @@ def build(entry: Entry, out_dir: Path, *, seed: int = 0) -> Path:
     from .tasks import task_export
 
     hook = task_export(entry.task).build_tiny
-    if hook is not None:
-        return hook(entry, out_dir, seed)
-    return build_generic(entry.tiny, out_dir, seed=seed)
+    built = hook(entry, out_dir, seed) if hook is not None else build_generic(entry.tiny, out_dir, seed=seed)
+    mark_random(built)
+    return built
+
+
+def mark_random(checkpoint: Path, seed: int = 0) -> Path:
+    """Mark ``checkpoint`` as random-weight: export then judges its quantized files on logit-level
+    closeness (export/gates.py), never on argmax agreement, which near-ties make a coin toss."""
+    import json
+
+    from .gates import RANDOM_MARKER
+
+    path = Path(checkpoint) / RANDOM_MARKER
+    path.write_text(json.dumps({"random_weights": True, "seed": seed}) + "\n", encoding="utf-8")
+    return path
 
 
 def build_generic(recipe: dict[str, Any], out_dir: Path, *, seed: int = 0) -> Path:

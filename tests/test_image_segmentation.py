@@ -231,21 +231,19 @@ def test_demo_and_cli(pair, tmp_path):
     assert as_comparable(pipe(str(path), threshold=0.3)) == as_comparable(out)
 
 
-def test_traced_size_follows_the_processor_or_the_catalog(tiny, tmp_path):
-    from dataclasses import replace
-
-    from export.catalog import get
-    from export.tasks.vision import traced_size, vision_export_kwargs
+def test_traced_size_follows_the_processor(tiny, tmp_path):
+    from export.onnx_configs import traced_size
+    from export.plan import make_plan
 
     built = tiny.get("mask2former-resnet")
-    entry = get("mask2former-resnet")
-    assert traced_size(entry, built.checkpoint) == (96, 64)  # the processor's {height, width}
+    assert traced_size(built.checkpoint) == (96, 64)  # the processor's {height, width}
     checkpoint = tmp_path / "ckpt"
     shutil.copytree(built.checkpoint, checkpoint)
     config = json.loads((checkpoint / "preprocessor_config.json").read_text())
     config["size"] = {"shortest_edge": 40, "longest_edge": 100}  # hub-style: square at the shortest edge, rounded up
     (checkpoint / "preprocessor_config.json").write_text(json.dumps(config))
-    assert traced_size(entry, checkpoint) == (64, 64)
-    override = replace(entry, export={"height": 128, "width": 96})
-    kwargs = vision_export_kwargs("image-segmentation")(override, checkpoint)
-    assert (kwargs["height"], kwargs["width"]) == (128, 96) and "model" in kwargs["custom_onnx_configs"]
+    assert traced_size(checkpoint) == (64, 64)
+    plan = make_plan(checkpoint, "image-segmentation")
+    assert (plan.export_kwargs["height"], plan.export_kwargs["width"]) == (64, 64)
+    assert "model" in plan.export_kwargs["custom_onnx_configs"]
+    assert plan.manifest_extra == {"image_size": {"height": 64, "width": 64}, "static_image_size": True}

@@ -1,10 +1,13 @@
-"""Vision families beyond the catalog: checkpoints built here (not catalog entries), exported as a user
-would, and compared with transformers' pipelines on images of several sizes and modes.
+"""Vision families beyond the catalog: checkpoints built here (not catalog entries), exported through
+the CLI exactly as a user runs it (``python -m export CKPT --task T --out OUT --dtype fp32 q8``), and
+compared with transformers' pipelines on images of several sizes and modes.
 
 Families: classification ViT, DeiT (and ...WithTeacher), Swin, ConvNeXT; detection DETR, YOLOS;
 segmentation SegFormer (semantic), Mask2Former; depth GLPN, DPT (fixed size and centre-padded),
-Depth Anything (aspect ratio kept, sizes vary per image). Random weights; heads sharpened with
-``weight_scale`` where near-ties would make the q8 verdict a coin toss.
+Depth Anything (aspect ratio kept, sizes vary per image). Random weights, and the checkpoints carry
+export/tiny.py's random-weights marker: the export judges q8 on output closeness to the fp32 graph
+(export/gates.py), not on argmax agreement between near-tied random labels. Heads are sharpened with
+``weight_scale`` where near-ties would make the reference comparisons below a coin toss.
 """
 
 from __future__ import annotations
@@ -329,24 +332,25 @@ class Exported:
 
     def get(self, name: str) -> tuple[Path, Path, dict[str, Any]]:
         if name not in self.done:
-            from export.build import export_entry
+            from export.__main__ import main as export_main
             from export.catalog import Entry
             from export.tasks.vision import build_tiny
+            from export.tiny import mark_random
 
             task, recipe = FAMILIES[name]
             recipe = dict(recipe)
             seed = recipe.pop("seed", 0)
-            checkpoint, out = self.root / "checkpoints" / name, self.root / "bundles"
+            checkpoint, bundle = self.root / "checkpoints" / name, self.root / "bundles" / name
             stamp = self.root / f"{name}.fingerprint"
             fingerprint = _fingerprint(FAMILIES[name])
             if not (stamp.is_file() and stamp.read_text() == fingerprint):
                 build_tiny(Entry(name=name, task=task, source=name, tiny=recipe), checkpoint, seed)
-                entry = Entry(name=name, task=task, source=str(checkpoint))
-                result = export_entry(entry, out, tiny_model=False, log=lambda _msg: None)
-                assert result.bundle is not None and (result.bundle / "edgetf.json").is_file(), result.detail
+                mark_random(checkpoint, seed)
+                argv = [str(checkpoint), "--task", task, "--out", str(bundle), "--dtype", "fp32", "q8"]
+                assert export_main(argv) == 0, name
                 stamp.write_text(fingerprint)
-            manifest = json.loads((out / name / "edgetf.json").read_text())
-            self.done[name] = (checkpoint, out / name, manifest)
+            manifest = json.loads((bundle / "edgetf.json").read_text())
+            self.done[name] = (checkpoint, bundle, manifest)
         return self.done[name]
 
 
@@ -387,17 +391,27 @@ def names(task: str) -> list[str]:
     return [name for name, (t, _) in FAMILIES.items() if t == task]
 
 
-def check_manifest(manifest: dict[str, Any]) -> None:
-    """fp32 passed the export's own parity check and q8 was verified (and passed) too."""
+# bundle name -> the family row (edgetf/families.py) the export planned it with
+FAMILY_ROWS = {"deit-teacher": "vit", "deit": "vit", "swin": "vit", "convnext": "vit", "dpt-pad": "dpt"}
+FAMILY_ROWS["depth-anything"] = "depth_anything"
+
+
+def check_manifest(name: str, manifest: dict[str, Any]) -> None:
+    """Planned from the family table; fp32 passed the export's own parity check; q8 verified on output
+    closeness (the random-weights gate) and passed."""
+    plan = manifest["extra"]["export"]
+    assert plan["family"] == FAMILY_ROWS.get(name, name) and plan["in_family_table"], plan
+    assert plan["optimum_task"] == FAMILIES[name][0], plan  # optimum's task of the same name, e.g. SegFormer's
     dtypes = manifest["dtypes"]
     assert dtypes["fp32"]["passed"] and dtypes["fp32"]["parity"]["max_diff"] <= 1e-4, dtypes["fp32"]["parity"]
-    assert dtypes["q8"]["passed"], dtypes["q8"]["parity"]
+    q8 = dtypes["q8"]["parity"]
+    assert dtypes["q8"]["passed"] and q8["gate"] == "random" and q8["feeds_compared"] >= 1, q8
 
 
 @pytest.mark.parametrize("name", names("image-classification"))
 def test_classification_family_matches_transformers(pipelines, name):
     ref, pipe, manifest = pipelines(name)
-    check_manifest(manifest)
+    check_manifest(name, manifest)
     for image_name, image in varied_images(*IMAGES).items():
         expected = ref(image, top_k=len(LABELS))
         got = pipe(image, top_k=len(LABELS))
@@ -411,7 +425,7 @@ def test_classification_family_matches_transformers(pipelines, name):
 @pytest.mark.parametrize("name", names("object-detection"))
 def test_detection_family_matches_transformers(pipelines, name):
     ref, pipe, manifest = pipelines(name)
-    check_manifest(manifest)
+    check_manifest(name, manifest)
     for image_name, image in varied_images(*IMAGES).items():
         expected = ref(image, threshold=-1.0)  # every query, in query order
         got = pipe(image, threshold=-1.0)
@@ -424,17 +438,17 @@ def test_detection_family_matches_transformers(pipelines, name):
 
 
 def test_segformer_semantic_masks_match_transformers(pipelines):
-    from export.tasks.vision import _segments, semantic_mismatches
+    from export.tasks.vision import segments_of, semantic_mismatches
 
     ref, pipe, manifest = pipelines("segformer")
-    check_manifest(manifest)
+    check_manifest("segformer", manifest)
     label2id = {label: i for i, label in pipe.id2label.items()}
     identical = 0
     for image_name, image in varied_images(*IMAGES).items():
         expected, got = ref(image), pipe(image)  # subtask None: semantic, the only one SegFormer has
         assert all(d["score"] is None and d["mask"].size == image.size for d in got)
         ((logits,), _size) = pipe.raw_outputs([image])[0]
-        mismatches = semantic_mismatches(_segments(expected), _segments(got), logits, label2id, 1e-5)
+        mismatches = semantic_mismatches(segments_of(expected), segments_of(got), logits, label2id, 1e-5)
         assert mismatches == 0, (image_name, mismatches)
         identical += [d["label"] for d in expected] == [d["label"] for d in got]
     assert identical >= len(IMAGES) - 1  # a label can only go missing through a tie
@@ -444,7 +458,7 @@ def test_segformer_semantic_masks_match_transformers(pipelines):
 
 def test_mask2former_outside_the_catalog_matches_transformers(pipelines):
     ref, pipe, manifest = pipelines("mask2former")
-    check_manifest(manifest)
+    check_manifest("mask2former", manifest)
     assert manifest["extra"]["image_size"] == {"height": 64, "width": 96}
     options = {"threshold": 0.5, "mask_threshold": 0.5, "overlap_mask_area_threshold": 0.5}
     for image_name, image in varied_images(*IMAGES).items():
@@ -458,7 +472,7 @@ def test_mask2former_outside_the_catalog_matches_transformers(pipelines):
 @pytest.mark.parametrize("name", names("depth-estimation"))
 def test_depth_family_matches_transformers(pipelines, name):
     ref, pipe, manifest = pipelines(name)
-    check_manifest(manifest)
+    check_manifest(name, manifest)
     for image_name, image in varied_images(*IMAGES).items():
         expected, got = ref(image), pipe(image)
         ref_depth = expected["predicted_depth"].numpy()
@@ -477,11 +491,25 @@ def test_depth_anything_graph_follows_the_processed_size(pipelines):
     assert len(shapes) >= 3, shapes  # 56x70, 56x42, 196x56 ... all at 2x the patch grid's size
 
 
-def test_unsupported_family_is_one_line_naming_the_supported_ones():
-    from export.tasks.vision import UnsupportedFamily, family
+def test_depth_anything_row_names_its_onnx_config():
+    from edgetf.families import family_for
+    from export.onnx_configs import ONNX_CONFIGS
 
-    assert family("depth-estimation", "depth_anything")["onnx_config"] is not None
-    assert family("image-classification", "beit") == {}  # optimum exports it by itself
-    with pytest.raises(UnsupportedFamily, match=r"^cannot export model_type 'zoedepth' for depth-estimation") as err:
-        family("depth-estimation", "zoedepth")
-    assert "\n" not in str(err.value) and "depth_anything, dpt, glpn" in str(err.value)
+    row = family_for({"model_type": "depth_anything"}, "depth-estimation")
+    assert row.known and row.onnx_config == "depth-anything" and row.onnx_config in ONNX_CONFIGS
+    assert family_for({"model_type": "beit"}).name == "vit" and family_for({"model_type": "beit"}).onnx_config is None
+
+
+def test_unsupported_family_is_one_line_naming_the_supported_ones(tmp_path, capsys):
+    from export.__main__ import main as export_main
+
+    checkpoint = tmp_path / "zoedepth"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps({"model_type": "zoedepth"}))
+    (checkpoint / "model.safetensors").write_bytes(b"")
+    out = tmp_path / "bundle"
+    assert export_main([str(checkpoint), "--task", "depth-estimation", "--out", str(out)]) == 2
+    lines = [line for line in capsys.readouterr().out.splitlines() if "unsupported:" in line]
+    assert len(lines) == 1 and "cannot export a 'zoedepth' checkpoint for 'depth-estimation'" in lines[0], lines
+    assert lines[0].endswith("depth-estimation exports from: glpn, dpt, depth_anything"), lines
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -1,4 +1,4 @@
-"""Per-task export knowledge: optimum task, ONNX components, quantization defaults, parity check.
+"""Per-task export knowledge: optimum task, built-in parity inputs, parity check.
 
 Each family module in this package registers ``TaskExport`` objects with :func:`register`;
 every module here is imported on first use, so adding a family is adding a file.
@@ -30,17 +30,17 @@ class CheckContext:
 
 @dataclass(frozen=True)
 class TaskExport:
+    """A task's export knowledge: optimum's task name, the parity check, its built-in inputs.
+
+    What depends on the architecture (``-with-past``, components, quantization) is in the family
+    table (edgetf/families.py), not here."""
+
     task: str
     optimum_task: str
     check: Callable[[CheckContext], dict[str, Any]]
-    components: tuple[str, ...] = ("model",)
-    quant_ops: tuple[str, ...] = ("MatMul",)
-    export_kwargs: Callable[[Entry, Path], dict[str, Any]] | None = None
     build_tiny: Callable[[Entry, Path, int], Path] | None = None
-    # Named [inputs] set used when a checkpoint outside the catalog is exported (None: the check makes its own).
+    # Built-in input set of export/inputs.py the check runs (None: the check makes its own signals).
     parity_inputs: str | None = None
-    # Bundle facts the runtime needs (e.g. traced image size), from the checkpoint dir.
-    manifest_extra: Callable[[Entry, Path], dict[str, Any]] | None = None
 
 
 _REGISTRY: dict[str, TaskExport] = {}

@@ -145,19 +145,9 @@ def check_generation(ctx: CheckContext) -> dict[str, Any]:
 
 
 register(
-    TaskExport(
-        "text-generation",
-        "text-generation-with-past",
-        check_generation,
-        components=("model",),
-    ),
+    TaskExport("text-generation", "text-generation-with-past", check_generation, parity_inputs="prompts"),
     *(
-        TaskExport(
-            task,
-            "text2text-generation-with-past",
-            check_generation,
-            components=("encoder_model", "decoder_model_merged"),
-        )
+        TaskExport(task, "text2text-generation-with-past", check_generation, parity_inputs="sources")
         for task in ("summarization", "translation", "text2text-generation")
     ),
 )

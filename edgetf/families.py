@@ -1,0 +1,167 @@
+"""Model families as data: what a checkpoint's ``config.json`` ``model_type`` says about its ONNX bundle.
+
+One row per family, shared by the runtime and the export layer (transformers.js keeps the same
+knowledge in ``MODEL_SESSION_CONFIG``). The runtime reads the session layout (which ONNX files a
+bundle of that family has); export reads the rest (optimum's ``-with-past`` variant, custom ONNX
+configs, quantization specifics) — as plain data, so this module imports nothing heavy and never
+imports ``export``.
+
+Columns:
+
+* ``layout``: ``encoder`` (one ``model.onnx``), ``decoder`` (one ``model.onnx`` with a KV cache), or
+  ``encoder-decoder`` (``encoder_model.onnx`` + ``decoder_model_merged.onnx``).
+* ``tasks``: the edgetf tasks a bundle of the family can be exported for.
+* ``quantize``: ``untie_lm_head`` (give a tied output projection its own weight, so int8 never
+  dequantizes the embedding table per step), ``preprocess`` (onnxruntime's quantization pre-processing:
+  folds weight-normed convolutions), ``op_types`` (what q8 quantizes; default MatMul).
+* ``optimum_tasks``: optimum's task name for an edgetf task where the two differ (``-with-past`` is
+  added for every family with a KV cache).
+* ``onnx_config``: the name of a custom ONNX config the export layer registers (where optimum has none,
+  or drops an input the runtime needs).
+* ``static_image_size``: the graph is only right at the traced height/width; export traces it at the
+  image processor's size and records it.
+
+A ``model_type`` not in the table still exports when optimum knows it: :func:`family_for` then
+infers a generic family from the config (encoder-decoder when ``is_encoder_decoder``, decoder for
+text generation, else encoder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+LAYOUTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "encoder": ("model",),
+        "decoder": ("model",),
+        "encoder-decoder": ("encoder_model", "decoder_model_merged"),
+    }
+)
+
+TEXT_ENCODER_TASKS = ("text-classification", "token-classification", "question-answering", "fill-mask")
+TEXT_ENCODER_TASKS += ("feature-extraction",)
+SEQ2SEQ_TASKS = ("summarization", "translation", "text2text-generation")
+UNTIED_HEAD = MappingProxyType({"untie_lm_head": True})
+AUDIO_ENCODER = MappingProxyType({"preprocess": True})
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    model_types: tuple[str, ...]
+    layout: str
+    tasks: tuple[str, ...]
+    quantize: Mapping[str, Any] = field(default_factory=dict)
+    onnx_config: str | None = None
+    static_image_size: bool = False
+    optimum_tasks: Mapping[str, str] = field(default_factory=dict)  # edgetf task -> optimum's, where they differ
+    known: bool = True  # False: inferred for a model_type outside the table
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """The ONNX files (``onnx/<component>.onnx``) a bundle of this family has."""
+        return LAYOUTS[self.layout]
+
+    @property
+    def generative(self) -> bool:
+        """True when the graphs carry a KV cache (optimum's ``-with-past`` export)."""
+        return self.layout != "encoder"
+
+
+FAMILIES: tuple[Family, ...] = (
+    # -- text encoders
+    Family("bert", ("bert",), "encoder", TEXT_ENCODER_TASKS),
+    Family("distilbert", ("distilbert",), "encoder", TEXT_ENCODER_TASKS),
+    Family("roberta", ("roberta", "xlm-roberta", "camembert"), "encoder", TEXT_ENCODER_TASKS),
+    Family("albert", ("albert",), "encoder", TEXT_ENCODER_TASKS),
+    Family("electra", ("electra",), "encoder", TEXT_ENCODER_TASKS),
+    Family("deberta", ("deberta", "deberta-v2"), "encoder", TEXT_ENCODER_TASKS),
+    Family("mpnet", ("mpnet",), "encoder", TEXT_ENCODER_TASKS),
+    # -- decoders (text generation with a KV cache)
+    Family("gpt2", ("gpt2",), "decoder", ("text-generation",), UNTIED_HEAD),
+    Family("llama", ("llama", "mistral"), "decoder", ("text-generation",), UNTIED_HEAD),
+    Family("qwen2", ("qwen2", "qwen3"), "decoder", ("text-generation",), UNTIED_HEAD),
+    # -- encoder-decoders
+    Family("bart", ("bart", "mbart"), "encoder-decoder", SEQ2SEQ_TASKS, UNTIED_HEAD),
+    Family("t5", ("t5", "mt5"), "encoder-decoder", SEQ2SEQ_TASKS, UNTIED_HEAD),
+    Family("marian", ("marian",), "encoder-decoder", SEQ2SEQ_TASKS, UNTIED_HEAD),
+    # -- speech
+    Family("whisper", ("whisper",), "encoder-decoder", ("automatic-speech-recognition",), UNTIED_HEAD),
+    Family(
+        "wav2vec2",
+        ("wav2vec2", "hubert", "wavlm", "unispeech-sat"),
+        "encoder",
+        ("automatic-speech-recognition", "audio-classification"),
+        AUDIO_ENCODER,
+    ),
+    # -- vision (measured with optimum-onnx 0.1.0, transformers 4.57, torch 2.13; q8 quantizes MatMul only,
+    # convolutions stay float). Image processors are the runtime's, by image_processor_type.
+    # DeiT's ...ForImageClassificationWithTeacher (logits = mean of its two heads) exports like the plain
+    # head; Swin's window reshapes are traced at config.image_size, which its processor's fixed size matches.
+    Family(
+        "vit",
+        ("vit", "deit", "beit", "swin", "convnext", "convnextv2", "mobilevit"),
+        "encoder",
+        ("image-classification",),
+    ),
+    Family("detr", ("detr",), "encoder", ("object-detection",), onnx_config="detr-with-pixel-mask"),
+    # YOLOS has no pixel mask; its position embeddings are interpolated in the graph: any size runs.
+    Family("yolos", ("yolos",), "encoder", ("object-detection",)),
+    Family(
+        "mask2former",
+        ("mask2former",),
+        "encoder",
+        ("image-segmentation",),
+        onnx_config="mask2former",
+        static_image_size=True,
+    ),
+    # SegFormer: optimum's "image-segmentation" (its "semantic-segmentation") exports the per-pixel logits
+    # (N, C, H/4, W/4); the runtime's segmentation head serves subtask "semantic" from them.
+    Family("segformer", ("segformer",), "encoder", ("image-segmentation", "image-classification")),
+    Family("glpn", ("glpn",), "encoder", ("depth-estimation",)),
+    # DPT with a ViT backbone (not hybrid) only runs on square patch grids, in transformers too.
+    Family("dpt", ("dpt",), "encoder", ("depth-estimation",)),
+    # Depth Anything is not registered in optimum-onnx 0.1.0: DPT's ONNX config with a size-following head.
+    Family("depth_anything", ("depth_anything",), "encoder", ("depth-estimation",), onnx_config="depth-anything"),
+)
+
+_BY_MODEL_TYPE: Mapping[str, Family] = MappingProxyType({t: f for f in FAMILIES for t in f.model_types})
+GENERATION_TASKS = frozenset({"text-generation", *SEQ2SEQ_TASKS})
+
+
+def model_type(config: Mapping[str, Any]) -> str:
+    return str(config.get("model_type") or "")
+
+
+def family_for(config: Mapping[str, Any], task: str | None = None) -> Family:
+    """The family row of a config.json; a generic inferred one for a model_type outside the table."""
+    found = _BY_MODEL_TYPE.get(model_type(config))
+    if found is not None:
+        return found
+    if config.get("is_encoder_decoder"):
+        layout = "encoder-decoder"
+    elif task == "text-generation":
+        layout = "decoder"
+    else:
+        layout = "encoder"
+    untie = UNTIED_HEAD if layout != "encoder" else {}
+    return Family(
+        model_type(config) or "unknown", (model_type(config),), layout, (task,) if task else (), untie, known=False
+    )
+
+
+def families_for_task(task: str) -> list[Family]:
+    """The table's families that serve ``task`` (for error messages)."""
+    return [f for f in FAMILIES if task in f.tasks]
+
+
+def describe(families: list[Family]) -> str:
+    """``bert, distilbert, roberta (roberta, xlm-roberta, camembert), ...`` for one-line messages."""
+    parts = []
+    for fam in families:
+        others = [t for t in fam.model_types if t != fam.name]
+        parts.append(f"{fam.name} ({', '.join(fam.model_types)})" if others else fam.name)
+    return ", ".join(parts)
