@@ -7,6 +7,10 @@ Two step models implement :class:`edgetf.generation.search.StepModel`:
   ``decoder_model_merged.onnx``): inputs ``input_ids``, ``attention_mask``, ``position_ids``,
   ``past_key_values.{i}.key|value`` (and ``use_cache_branch`` when merged); outputs ``logits``,
   ``present.{i}.key|value``.
+  The same layout serves GPT-2, Llama and Qwen2: positions are fed (rotary models need them, computed
+  from the attention mask as transformers does for left-padded rows), and the past's head count and
+  head size come from the graph (grouped-query attention has fewer key/value heads than query heads;
+  ``head_dim`` may differ from hidden_size / heads) or else from config.json.
 * :class:`Seq2SeqDecoder` — an encoder-decoder's merged decoder: inputs ``input_ids``,
   ``encoder_hidden_states``, ``encoder_attention_mask`` (absent for Whisper),
   ``past_key_values.{i}.decoder|encoder.key|value``, ``use_cache_branch``.
@@ -144,6 +148,15 @@ class CausalLM(_CachedDecoder):
         past = {name: self._empty(name, rows, 0) for name in self.past_names}
         self.cache = {}
         return self._run(self._feeds(input_ids, attention_mask, first=True), past, self.past_names)
+
+    def all_logits(self, input_ids: np.ndarray) -> np.ndarray:
+        """Logits at every position of unpadded ``input_ids`` in one pass from an empty cache (teacher
+        forcing); the cache is left untouched."""
+        rows, length = input_ids.shape
+        mask = np.ones((rows, length), dtype=np.int64)
+        past = {name: self._empty(name, rows, 0) for name in self.past_names}
+        outputs = self.session.run({**self._feeds(input_ids, mask, first=True), **past}, ["logits"])
+        return outputs["logits"].astype(np.float32, copy=False)
 
     def step(self, input_ids: np.ndarray, attention_mask: np.ndarray | None) -> np.ndarray:
         if attention_mask is None:

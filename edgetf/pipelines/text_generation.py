@@ -27,6 +27,7 @@ from ..generation import (
 from ..generation.config import GENERATION_OPTIONS
 from ..generation.search import as_rng
 from ..text import TextTokenizer
+from ..text.chat import TEMPLATE_FILE, Chat, ChatTemplate, bundle_template, is_chat, is_chat_batch, special_tokens_map
 from ..text.tokenizer import check_text, pad_batch
 from .base import Pipeline, batched
 
@@ -142,7 +143,10 @@ class TextGenerationPipeline(GenerativePipeline):
     reproducible sampling. Prompts run one at a time (as transformers does), or left-padded in batches of
     ``batch_size``. Generation stops at the model's context window (transformers fails there); a prompt
     that fills the window raises InvalidInputError unless ``handle_long_generation="hole"``.
-    Chat (list of role/content dicts) inputs are not supported. :meth:`stream` yields text as it comes.
+    A chat (list of role/content dicts), or a list of chats, is rendered with the tokenizer's chat template
+    and answered with the messages plus the assistant's reply, as transformers does (a chat ending with an
+    assistant message is continued, unless ``continue_final_message=False``). :meth:`stream` yields text
+    as it comes.
     """
 
     pipeline_defaults: ClassVar[dict[str, Any]] = {"max_new_tokens": 256, "do_sample": True, "temperature": 0.7}
@@ -158,11 +162,26 @@ class TextGenerationPipeline(GenerativePipeline):
         "add_special_tokens",
         "skip_special_tokens",
         "padding",
+        "continue_final_message",
     )
 
     def setup(self) -> None:
         super().setup()
         self.max_positions = context_window(self.bundle.config)
+        self._chat_template: ChatTemplate | None = None
+
+    def chat_template(self) -> ChatTemplate:
+        """The tokenizer's chat template, compiled on first use."""
+        if self._chat_template is None:
+            source = bundle_template(self.bundle, self.tokenizer.config)
+            if source is None:
+                raise InvalidInputError(
+                    "chat input needs a chat template, and this model's tokenizer has none (no chat_template in "
+                    f"tokenizer_config.json, no {TEMPLATE_FILE}); pass the prompt as a str"
+                )
+            specials = special_tokens_map(self.tokenizer.config, self.tokenizer.special_tokens)
+            self._chat_template = ChatTemplate(source, specials)
+        return self._chat_template
 
     def demo_input(self) -> Any:
         return "Once upon a time, in a small village by the sea,"
@@ -173,21 +192,27 @@ class TextGenerationPipeline(GenerativePipeline):
     # -- call ----------------------------------------------------------------------------------------
     def __call__(self, text_inputs: Any, **kwargs: Any) -> Any:
         pipe_opts, gen_opts = self.split_options(kwargs)
-        single = isinstance(text_inputs, str)
-        prompts = [text_inputs] if single else text_inputs
-        if not isinstance(prompts, (list, tuple)) or not prompts:
-            raise InvalidInputError(
-                f"text-generation takes a str or a non-empty list of str, got {type(text_inputs).__name__}"
-            )
-        if any(isinstance(p, (dict, list, tuple)) for p in prompts):
-            raise InvalidInputError("chat inputs (lists of role/content dicts) are not supported by edgetf yet")
-        prompts = [check_text(p, "prompt") for p in prompts]
+        single = isinstance(text_inputs, str) or is_chat(text_inputs)
+        prompts = self.check_prompts([text_inputs] if single else text_inputs)
         return_type = self._return_type(pipe_opts)
         rng = self.rng(kwargs)
         results = []
         for chunk in batched(prompts, self.batch_size(pipe_opts)):
             results.extend(self._generate_chunk(chunk, pipe_opts, gen_opts, return_type, rng))
         return results[0] if single else results
+
+    @staticmethod
+    def check_prompts(prompts: Any) -> list[str | Chat]:
+        """Prompts (str) or chats (lists of role/content dicts), as transformers tells them apart: by the
+        first item."""
+        if not isinstance(prompts, (list, tuple)) or not prompts:
+            raise InvalidInputError(
+                "text-generation takes a str, a chat (list of {'role', 'content'} dicts), or a non-empty list of "
+                f"either, got {type(prompts).__name__}"
+            )
+        if is_chat_batch(prompts):
+            return [Chat.of(chat) for chat in prompts]
+        return [check_text(p, "prompt") for p in prompts]
 
     def _return_type(self, opts: Mapping[str, Any]) -> str:
         full, text, tensors = (opts.get(k, _UNSET) for k in ("return_full_text", "return_text", "return_tensors"))
@@ -203,17 +228,30 @@ class TextGenerationPipeline(GenerativePipeline):
             return "tensors"
         return "full"
 
-    def encode_prompts(
-        self, prompts: list[str], opts: Mapping[str, Any], gen: GenerationConfig, max_new: int | None
-    ) -> list[list[int]]:
+    def continues(self, chat: Chat, opts: Mapping[str, Any]) -> bool:
+        """Whether the chat's final message is continued (prefill) rather than answered."""
+        return bool(_flag(opts, "continue_final_message", chat.ends_with_assistant))
+
+    def prompt_text(self, prompt: str | Chat, opts: Mapping[str, Any]) -> tuple[str, bool]:
+        """(text to tokenize, add special tokens): a chat is rendered by its template, whose text carries
+        its special tokens already (transformers tokenizes it with add_special_tokens=False)."""
+        if isinstance(prompt, Chat):
+            cont = self.continues(prompt, opts)
+            text = self.chat_template().render(prompt, add_generation_prompt=not cont, continue_final_message=cont)
+            return text, False
         prefix = _flag(opts, "prefix", self.prefix or "")
-        add_special = bool(_flag(opts, "add_special_tokens", False))
+        return prefix + prompt, bool(_flag(opts, "add_special_tokens", True))  # the tokenizer's default (BOS)
+
+    def encode_prompts(
+        self, prompts: list[str | Chat], opts: Mapping[str, Any], gen: GenerationConfig, max_new: int | None
+    ) -> list[list[int]]:
         truncation = _flag(opts, "truncation", False)
         max_length = opts.get("max_length_tokenizer")
         encoded = []
         for prompt in prompts:
+            text, add_special = self.prompt_text(prompt, opts)
             ids = self.tokenizer.encode(
-                prefix + prompt, add_special_tokens=add_special, truncation=truncation, max_length=max_length
+                text, add_special_tokens=add_special, truncation=truncation, max_length=max_length
             ).ids
             if _flag(opts, "handle_long_generation", None) == "hole":
                 ids = self._hole(ids, gen, max_new)
@@ -239,7 +277,7 @@ class TextGenerationPipeline(GenerativePipeline):
         return ids
 
     def _prepare(
-        self, prompts: list[str], opts: Mapping[str, Any], gen_opts: Mapping[str, Any]
+        self, prompts: list[str | Chat], opts: Mapping[str, Any], gen_opts: Mapping[str, Any]
     ) -> tuple[GenerationConfig, list[list[int]], np.ndarray, np.ndarray, bool, bool]:
         gen_call = dict(gen_opts)
         given_max_length = "max_length" in gen_call
@@ -254,7 +292,8 @@ class TextGenerationPipeline(GenerativePipeline):
         encoded = self.encode_prompts(prompts, opts, gen, gen.max_new_tokens)
         prefix = _flag(opts, "prefix", self.prefix or "")
         if prefix and gen.max_new_tokens is None:  # transformers lengthens max_length by the prefix's length
-            prefix_len = len(self.tokenizer.encode(prefix, add_special_tokens=False).ids)
+            add_special = bool(_flag(opts, "add_special_tokens", False))  # transformers counts the prefix so
+            prefix_len = len(self.tokenizer.encode(prefix, add_special_tokens=add_special).ids)
             gen.max_length = gen.max_length + prefix_len
             if gen.min_new_tokens is None and "min_length" in gen_call:
                 gen.min_length = gen.min_length + prefix_len
@@ -269,7 +308,7 @@ class TextGenerationPipeline(GenerativePipeline):
 
     def _generate_chunk(
         self,
-        prompts: list[str],
+        prompts: list[str | Chat],
         opts: Mapping[str, Any],
         gen_opts: Mapping[str, Any],
         return_type: str,
@@ -302,7 +341,7 @@ class TextGenerationPipeline(GenerativePipeline):
 
     def postprocess(
         self,
-        prompts: list[str],
+        prompts: list[str | Chat],
         encoded: list[list[int]],
         input_ids: np.ndarray,
         out: GenerateOutput,
@@ -323,20 +362,33 @@ class TextGenerationPipeline(GenerativePipeline):
                     records.append({"generated_token_ids": [int(t) for t in seq]})
                     continue
                 text = self.decode(seq, skip_special_tokens=skip, clean=clean)[prompt_text_len:]
-                records.append({"generated_text": prompt + text if return_type == "full" else text})
+                if return_type != "full":
+                    records.append({"generated_text": text})
+                elif isinstance(prompt, Chat):
+                    records.append({"generated_text": self.chat_reply(prompt, text, opts)})
+                else:
+                    records.append({"generated_text": prompt + text})
             results.append(records)
         return results
 
+    def chat_reply(self, chat: Chat, text: str, opts: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The chat with the reply: a new assistant message, or the final message continued."""
+        messages = [dict(m) for m in chat.messages]
+        if self.continues(chat, opts):
+            last = messages[-1]
+            return [*messages[:-1], {"role": last["role"], "content": last["content"] + text}]
+        return [*messages, {"role": "assistant", "content": text}]
+
     # -- streaming -----------------------------------------------------------------------------------
-    def stream(self, prompt: str, **kwargs: Any) -> Iterator[str]:
-        """Yield the new text piece by piece as tokens are generated (one prompt, one sequence).
+    def stream(self, prompt: str | list[dict[str, Any]], **kwargs: Any) -> Iterator[str]:
+        """Yield the new text piece by piece as tokens are generated (one prompt or chat, one sequence).
 
         The pieces concatenate to ``pipe(prompt, return_full_text=False, **kwargs)[0]["generated_text"]``;
         a multi-byte character split across byte-level tokens is held back until complete.
         """
         pipe_opts, gen_opts = self.split_options(kwargs)
-        check_text(prompt, "prompt")
-        gen, encoded, input_ids, mask, given_max_length, _ = self._prepare([prompt], pipe_opts, gen_opts)
+        (checked,) = self.check_prompts([prompt])
+        gen, encoded, input_ids, mask, given_max_length, _ = self._prepare([checked], pipe_opts, gen_opts)
         if gen.num_beams > 1 or gen.num_return_sequences > 1:
             raise InvalidInputError("stream() supports greedy and sampling with one sequence (num_beams=1)")
         clean = bool(_flag(pipe_opts, "clean_up_tokenization_spaces", True))

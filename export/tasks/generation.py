@@ -50,13 +50,24 @@ def _sequences(outputs: dict[str, list[Any]], key: str) -> list[list[int]]:
     return [[int(t) for t in rec[key]] for setting in outputs.values() for recs in setting for rec in recs]
 
 
-def _decoder_only_logits(session: Any, ids: list[int]) -> np.ndarray:
+def _decoder_only_logits(session: Any, ids: list[int], config: dict[str, Any]) -> np.ndarray:
     from edgetf.generation.cache import CausalLM
 
-    lm = CausalLM(session)
-    feeds = lm._feeds(np.array([ids]), np.ones((1, len(ids)), dtype=np.int64), first=True)
-    past = {n: lm._empty(n, 1, 0) for n in lm.past_names}
-    return session.run({**feeds, **past}, ["logits"])["logits"][0]
+    return CausalLM(session, config).all_logits(np.array([ids]))[0]
+
+
+def chat_inputs(bundle: Any, texts: list[Any]) -> list[Any]:
+    """Chats (role/content messages) the decoder-only check adds when the bundle's tokenizer has a chat
+    template: the runtime renders them with it, as the reference pipeline does."""
+    from edgetf.text.chat import bundle_template
+
+    if bundle_template(bundle, bundle.read_json_optional("tokenizer_config.json") or {}) is None:
+        return []
+    user = next((t for t in texts if isinstance(t, str) and t.strip()), "Hello, who are you?")
+    return [
+        [{"role": "system", "content": "You answer in one short sentence."}, {"role": "user", "content": user}],
+        [{"role": "user", "content": user}, {"role": "assistant", "content": "Sure:"}],  # continued (prefill)
+    ]
 
 
 def _seq2seq_logits(encoder: Any, decoder: Any, source: list[int], target: list[int]) -> np.ndarray:
@@ -76,6 +87,9 @@ def check_generation(ctx: CheckContext) -> dict[str, Any]:
     key = _token_key(task)
     is_seq2seq = task != "text-generation"
     inputs = list(ctx.inputs)
+    pipe = edgetf_pipeline(ctx, task)
+    if not is_seq2seq:
+        inputs += chat_inputs(pipe.bundle, inputs)
 
     def run_reference() -> dict[str, Any]:
         import torch
@@ -103,7 +117,6 @@ def check_generation(ctx: CheckContext) -> dict[str, Any]:
         return {"outputs": outputs, "logits": logits, "sources": sources}
 
     ref = reference(ctx, f"generation:{task}", run_reference)
-    pipe = edgetf_pipeline(ctx, task)
     got = _run(pipe, inputs, SETTINGS)
     ref_seqs, got_seqs = _sequences(ref["outputs"], key), _sequences(got, key)
     exact = sum(a == b for a, b in zip(ref_seqs, got_seqs)) / max(len(ref_seqs), 1)
@@ -115,7 +128,7 @@ def check_generation(ctx: CheckContext) -> dict[str, Any]:
             dec = Session(pipe.bundle.onnx("decoder_model_merged", dtype))
             return [_seq2seq_logits(enc, dec, s, t) for s, t in zip(ref["sources"], ref_seqs)]
         session = Session(pipe.bundle.onnx("model", dtype))
-        return [_decoder_only_logits(session, t) for t in ref_seqs]
+        return [_decoder_only_logits(session, t, pipe.bundle.config) for t in ref_seqs]
 
     mine = logits_of(ctx.dtype)
     max_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(mine, ref["logits"]))
@@ -130,6 +143,9 @@ def check_generation(ctx: CheckContext) -> dict[str, Any]:
             total += a.shape[0]
         top1 = agreement = hits / max(total, 1)
     extra = {"exact_match": exact, "top1_agreement_vs_fp32": top1, "settings": SETTINGS, "sequences": len(ref_seqs)}
+    chats = sum(isinstance(x, list) for x in inputs)
+    if chats:
+        extra["chat_inputs"] = chats
     if ctx.dtype != "fp32":
         return verdict(
             ctx,
