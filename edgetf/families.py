@@ -103,7 +103,10 @@ FAMILIES: tuple[Family, ...] = (
         ("automatic-speech-recognition", "audio-classification"),
         AUDIO_ENCODER,
     ),
-    # -- vision
+    # -- vision (measured with optimum-onnx 0.1.0, transformers 4.57, torch 2.13; q8 quantizes MatMul only,
+    # convolutions stay float). Image processors are the runtime's, by image_processor_type.
+    # DeiT's ...ForImageClassificationWithTeacher (logits = mean of its two heads) exports like the plain
+    # head; Swin's window reshapes are traced at config.image_size, which its processor's fixed size matches.
     Family(
         "vit",
         ("vit", "deit", "beit", "swin", "convnext", "convnextv2", "mobilevit"),
@@ -111,6 +114,7 @@ FAMILIES: tuple[Family, ...] = (
         ("image-classification",),
     ),
     Family("detr", ("detr",), "encoder", ("object-detection",), onnx_config="detr-with-pixel-mask"),
+    # YOLOS has no pixel mask; its position embeddings are interpolated in the graph: any size runs.
     Family("yolos", ("yolos",), "encoder", ("object-detection",)),
     Family(
         "mask2former",
@@ -120,8 +124,14 @@ FAMILIES: tuple[Family, ...] = (
         onnx_config="mask2former",
         static_image_size=True,
     ),
+    # SegFormer: optimum's "image-segmentation" (its "semantic-segmentation") exports the per-pixel logits
+    # (N, C, H/4, W/4); the runtime's segmentation head serves subtask "semantic" from them.
     Family("segformer", ("segformer",), "encoder", ("image-segmentation", "image-classification")),
-    Family("depth", ("glpn", "dpt", "depth_anything"), "encoder", ("depth-estimation",)),
+    Family("glpn", ("glpn",), "encoder", ("depth-estimation",)),
+    # DPT with a ViT backbone (not hybrid) only runs on square patch grids, in transformers too.
+    Family("dpt", ("dpt",), "encoder", ("depth-estimation",)),
+    # Depth Anything is not registered in optimum-onnx 0.1.0: DPT's ONNX config with a size-following head.
+    Family("depth_anything", ("depth_anything",), "encoder", ("depth-estimation",), onnx_config="depth-anything"),
 )
 
 _BY_MODEL_TYPE: Mapping[str, Family] = MappingProxyType({t: f for f in FAMILIES for t in f.model_types})

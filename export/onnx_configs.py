@@ -6,13 +6,20 @@
   Its graph is only correct at the traced height/width (Swin window reshapes and the deformable
   attention's spatial shapes become constants): families with ``static_image_size`` are traced at the
   image processor's size (:func:`traced_size`) and that size is recorded in the manifest.
+* ``depth-anything``: Depth Anything is not registered in optimum-onnx 0.1.0. It is exported with DPT's
+  config (pixel_values -> predicted_depth, dynamic batch/height/width), its depth head patched while
+  tracing: the head upsamples to ``int(patch_height * patch_size)``, and ``int()`` would make the traced
+  size a constant, so the graph would only work at the export's dummy size. Patched, the size follows
+  the input's shape (same values in eager mode), and one graph serves every size the processor makes
+  (it keeps the aspect ratio).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +55,57 @@ def mask2former(model_config: Any, task: str) -> Any:
     return Mask2FormerOnnxConfig(model_config, task=task)
 
 
+def depth_anything(model_config: Any, task: str) -> Any:
+    from optimum.exporters.onnx.model_configs import DptOnnxConfig
+
+    class DepthAnythingOnnxConfig(DptOnnxConfig):
+        """DPT's config with the depth head patched while tracing (see :func:`dynamic_depth_head`)."""
+
+        def patch_model_for_export(self, model: Any, model_kwargs: dict[str, Any] | None = None) -> Any:
+            patcher = super().patch_model_for_export(model, model_kwargs=model_kwargs)
+            return _stacked(patcher, dynamic_depth_head(model))
+
+    return DepthAnythingOnnxConfig(model_config, task=task)
+
+
+@contextlib.contextmanager
+def _stacked(*managers: Any) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for manager in managers:
+            stack.enter_context(manager)
+        yield
+
+
+@contextlib.contextmanager
+def dynamic_depth_head(model: Any) -> Iterator[None]:
+    """While exporting, Depth Anything's head computes its upsampling size from the traced shape
+    (``patch_height * patch_size``) instead of ``int(...)`` of it, which tracing turns into a constant."""
+    import torch
+
+    head = model.head
+    original = head.forward
+
+    def forward(hidden_states: list[Any], patch_height: Any, patch_width: Any) -> Any:
+        hidden = hidden_states[head.head_in_index]
+        depth = head.conv1(hidden)
+        depth = torch.nn.functional.interpolate(
+            depth, (patch_height * head.patch_size, patch_width * head.patch_size), mode="bilinear", align_corners=True
+        )
+        depth = head.activation1(head.conv2(depth))
+        depth = head.activation2(head.conv3(depth)) * head.max_depth
+        return depth.squeeze(dim=1)
+
+    head.forward = forward
+    try:
+        yield
+    finally:
+        head.forward = original
+
+
 ONNX_CONFIGS: dict[str, Callable[[Any, str], Any]] = {
     "detr-with-pixel-mask": detr_with_pixel_mask,
     "mask2former": mask2former,
+    "depth-anything": depth_anything,
 }
 
 

@@ -1,8 +1,10 @@
-"""image-segmentation: same inputs, options and outputs as transformers' ImageSegmentationPipeline (Mask2Former).
+"""image-segmentation: same inputs, options and outputs as transformers' ImageSegmentationPipeline
+(Mask2Former; SegFormer, semantic only).
 
 The post-processing reproduces Mask2FormerImageProcessor's ``post_process_{panoptic,instance,semantic}
-_segmentation`` in numpy: mask logits upsampled to 384x384 (as transformers hard-codes), then to the
-original image size, one query or class at a time so memory stays O(image size).
+_segmentation`` and SegformerImageProcessor's ``post_process_semantic_segmentation`` in numpy:
+Mask2Former's mask logits upsampled to 384x384 (as transformers hard-codes), then to the original
+image size, one query or class at a time so memory stays O(image size).
 
 Mask2Former graphs are traced at one height/width (Swin reshapes and the deformable attention's
 spatial shapes become constants), so images are always resized to the traced size recorded in the
@@ -17,6 +19,8 @@ returns them (edgetf.vision.topk replays it), since that order decides segment i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -117,11 +121,22 @@ def instance(
 
 
 def semantic(class_logits: np.ndarray, mask_logits: np.ndarray, *, target_size: tuple[int, int]) -> np.ndarray:
-    """One image's class-id map as post_process_semantic_segmentation (upsampled a few classes at a time)."""
+    """One image's class-id map as Mask2Former's post_process_semantic_segmentation."""
     classes = softmax(class_logits.astype(np.float32))[:, :-1]  # (Q, C)
     masks = sigmoid(bilinear(mask_logits, MASK_SIZE))  # (Q, 384, 384)
     per_class = (classes.T @ masks.reshape(masks.shape[0], -1)).reshape(-1, *MASK_SIZE)  # (C, 384, 384)
-    # Bilinear values are convex combinations of the 384x384 values: a class whose maximum is below
+    return upsampled_argmax(per_class, target_size)
+
+
+def semantic_from_logits(logits: np.ndarray, *, target_size: tuple[int, int]) -> np.ndarray:
+    """One image's class-id map from per-pixel class logits (C, h, w), as SegFormer's (and DPT's)
+    post_process_semantic_segmentation: bilinear to the image size, argmax over classes."""
+    return upsampled_argmax(logits.astype(np.float32), target_size)
+
+
+def upsampled_argmax(per_class: np.ndarray, target_size: tuple[int, int]) -> np.ndarray:
+    """argmax over axis 0 of ``per_class`` (C, h, w) bilinearly resized to ``target_size``, one class at a time."""
+    # Bilinear values are convex combinations of the input values: a class whose maximum is below
     # another class's minimum can win no pixel, and is skipped (margin for float rounding).
     flat = per_class.reshape(per_class.shape[0], -1)
     highs, floor = flat.max(1), float(flat.min(1).max())
@@ -142,11 +157,35 @@ def mask_image(mask: np.ndarray) -> Image.Image:
     return Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
 
 
+@dataclass(frozen=True)
+class SegmentationHead:
+    """What a family's graph outputs and which subtasks its processor post-processes (the first is
+    the default, in transformers' order panoptic, instance, semantic)."""
+
+    outputs: tuple[str, ...]
+    subtasks: tuple[str, ...]
+    semantic: Callable[[tuple[np.ndarray, ...], tuple[int, int]], np.ndarray]
+
+
+# image_processor_type -> head; transformers picks post-processing by the methods the processor has.
+HEADS: dict[str, SegmentationHead] = {
+    "Mask2FormerImageProcessor": SegmentationHead(
+        ("class_queries_logits", "masks_queries_logits"),
+        SUBTASKS,
+        lambda values, size: semantic(values[0], values[1], target_size=size),
+    ),
+    "SegformerImageProcessor": SegmentationHead(
+        ("logits",), ("semantic",), lambda values, size: semantic_from_logits(values[0], target_size=size)
+    ),
+}
+
+
 class ImageSegmentationPipeline(ImagePipeline):
     """``pipe(image)`` -> ``[{score, label, mask}, ...]``; ``mask``: an L-mode PIL image (0/255) of the input's size.
 
-    ``subtask``: "panoptic" (default when None), "instance" or "semantic" (``score`` is None);
-    ``threshold`` (0.9), ``mask_threshold`` (0.5), ``overlap_mask_area_threshold`` (0.5) as the reference.
+    ``subtask``: "panoptic" (default when None), "instance" or "semantic" (``score`` is None) for
+    Mask2Former; SegFormer only has "semantic" (its default). ``threshold`` (0.9), ``mask_threshold``
+    (0.5), ``overlap_mask_area_threshold`` (0.5) as the reference.
     """
 
     options_accepted: ClassVar[dict[str, Any]] = {
@@ -160,11 +199,13 @@ class ImageSegmentationPipeline(ImagePipeline):
     def setup(self) -> None:
         super().setup()
         self.id2label = label_map(self.bundle.config)
-        if self.processor.type_name != "Mask2FormerImageProcessor":
+        head = HEADS.get(self.processor.type_name)
+        if head is None:
             raise BundleError(
-                f"image-segmentation supports Mask2Former bundles (Mask2FormerImageProcessor); "
+                f"image-segmentation supports bundles with {', '.join(sorted(HEADS))}; "
                 f"{self.bundle.root} has {self.processor.type_name}"
             )
+        self.head = head
         size = self.bundle.extra.get("image_size")
         self._traced: tuple[int, int] | None = None
         if size is not None:
@@ -185,32 +226,32 @@ class ImageSegmentationPipeline(ImagePipeline):
     def __call__(self, inputs: Any, **kwargs: Any) -> Any:
         opts = self.options(kwargs)
         subtask = opts["subtask"]
-        if subtask is not None and subtask not in SUBTASKS:
-            raise InvalidInputError(f"subtask={subtask!r} is not accepted; use one of {SUBTASKS} or None (panoptic)")
+        if subtask is not None and subtask not in self.head.subtasks:
+            raise InvalidInputError(
+                f"subtask={subtask!r} is not supported by this {self.processor.type_name} model; "
+                f"use one of {self.head.subtasks} or None ({self.head.subtasks[0]})"
+            )
         numbers = {k: opts[k] for k in ("threshold", "mask_threshold", "overlap_mask_area_threshold")}
         for name, value in numbers.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InvalidInputError(f"{name} must be a number, got {value!r}")
         items, single = as_items(inputs, self.task)
         results = []
-        for (class_logits, mask_logits), size in self.raw_outputs(items, batch_size=opts["batch_size"]):
-            results.append(self.annotate(class_logits, mask_logits, size, subtask or "panoptic", numbers))
+        for values, size in self.raw_outputs(items, batch_size=opts["batch_size"]):
+            results.append(self.annotate(values, size, subtask or self.head.subtasks[0], numbers))
         return results[0] if single else results
 
     def annotate(
-        self,
-        class_logits: np.ndarray,
-        mask_logits: np.ndarray,
-        size: tuple[int, int],
-        subtask: str,
-        numbers: dict[str, float],
+        self, values: tuple[np.ndarray, ...], size: tuple[int, int], subtask: str, numbers: dict[str, float]
     ) -> list[dict[str, Any]]:
+        """Post-process one image's graph outputs (``self.head.outputs`` without the batch axis)."""
         if subtask == "semantic":
-            classes = semantic(class_logits, mask_logits, target_size=size)
+            classes = self.head.semantic(values, size)
             return [
                 {"score": None, "label": self.id2label[int(c)], "mask": mask_image(classes == c)}
                 for c in np.unique(classes)
             ]
+        class_logits, mask_logits = values
         if subtask == "panoptic":
             segmentation, segments = panoptic(class_logits, mask_logits, target_size=size, **numbers)
         else:
@@ -224,14 +265,15 @@ class ImageSegmentationPipeline(ImagePipeline):
 
     def raw_outputs(
         self, items: list[Any], batch_size: int = 1
-    ) -> list[tuple[tuple[np.ndarray, np.ndarray], tuple[int, int]]]:
-        """Per image: ((class_queries_logits, masks_queries_logits) without the batch axis, original size)."""
+    ) -> list[tuple[tuple[np.ndarray, ...], tuple[int, int]]]:
+        """Per image: (the head's outputs without the batch axis, e.g. (class_queries_logits,
+        masks_queries_logits) or (logits,), original (height, width))."""
         self.traced_size()
         out = []
         for chunk in self.chunks(items, batch_size):
             values = self.run_model(chunk.feeds)
             for i, size in enumerate(chunk.sizes):
-                out.append(((values["class_queries_logits"][i], values["masks_queries_logits"][i]), size))
+                out.append((tuple(values[name][i] for name in self.head.outputs), size))
         return out
 
     def run_model(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -240,7 +282,7 @@ class ImageSegmentationPipeline(ImagePipeline):
         pixels = feeds["pixel_values"]
         if traced is not None and tuple(pixels.shape[-2:]) != traced:
             raise InvalidInputError(
-                f"this Mask2Former graph was traced at {traced[1]}x{traced[0]} (width x height) and is only correct "
+                f"this graph was traced at {traced[1]}x{traced[0]} (width x height) and is only correct "
                 f"at that size; got pixel values of {pixels.shape[-1]}x{pixels.shape[-2]}"
             )
-        return self.session().run(feeds, ["class_queries_logits", "masks_queries_logits"])
+        return self.session().run(feeds, list(self.head.outputs))

@@ -215,6 +215,22 @@ def aspect_ratio_size(height: int, width: int, size: int, max_size: int | None =
     return size, (int(raw_size * width / height) if raw_size is not None else int(size * width / height))
 
 
+def yolos_size(height: int, width: int, size: int, max_size: int | None = None) -> tuple[int, int]:
+    """YOLOS's ``get_size_with_aspect_ratio`` before its multiple-of-16 rounding (it tests width < height
+    first, unlike DETR's; the results agree except in that order of checks)."""
+    raw_size = None
+    if max_size is not None:
+        small, large = float(min(height, width)), float(max(height, width))
+        if large / small * size > max_size:
+            raw_size = max_size * small / large
+            size = int(round(raw_size))
+    if width < height:
+        return (int(raw_size * height / width) if raw_size is not None else int(size * height / width)), size
+    if (height <= width and height == size) or (width <= height and width == size):
+        return height, width
+    return size, (int(raw_size * width / height) if raw_size is not None else int(size * width / height))
+
+
 def max_height_width_size(height: int, width: int, max_height: int, max_width: int) -> tuple[int, int]:
     """``get_image_size_for_max_height_width``: the largest size within the box, keeping aspect ratio."""
     scale = min(max_height / height, max_width / width)

@@ -30,6 +30,7 @@ from .image import (
     shortest_edge_size,
     size_dict,
     to_pixel_values,
+    yolos_size,
 )
 
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
@@ -37,6 +38,7 @@ IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 IMAGENET_STANDARD_MEAN = (0.5, 0.5, 0.5)
 IMAGENET_STANDARD_STD = (0.5, 0.5, 0.5)
 _BILINEAR = 2
+_BICUBIC = 3
 
 
 class ImageProcessor:
@@ -125,6 +127,94 @@ class FixedSizeProcessor(ImageProcessor):
         return self.size
 
 
+class SegformerProcessor(FixedSizeProcessor):
+    """SegformerImageProcessor: ViT's fixed-size resize with ImageNet-default mean/std (512x512 by default)."""
+
+    type_name = "SegformerImageProcessor"
+    default_mean = IMAGENET_DEFAULT_MEAN
+    default_std = IMAGENET_DEFAULT_STD
+
+    def setup(self, config: dict[str, Any]) -> None:
+        super().setup({"size": {"height": 512, "width": 512}, **config})
+
+
+class DeiTProcessor(ImageProcessor):
+    """DeiTImageProcessor: resize to ``size`` {height, width} (bicubic), then center crop to ``crop_size``."""
+
+    type_name = "DeiTImageProcessor"
+    default_resample = _BICUBIC
+
+    def setup(self, config: dict[str, Any]) -> None:
+        size = size_dict(config.get("size", {"height": 256, "width": 256}))
+        crop = size_dict(config.get("crop_size", {"height": 224, "width": 224}))
+        for name, value in (("size", size), ("crop_size", crop)):
+            if set(value) != {"height", "width"}:
+                raise BundleError(f"{self.type_name} needs {name} {{height, width}} in preprocessor_config.json")
+        self.size = (size["height"], size["width"])
+        self.crop_size = (crop["height"], crop["width"])
+        self.do_center_crop = bool(config.get("do_center_crop", True))
+
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        return self.size
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        if self.fixed_size is None and self.do_center_crop:
+            return self.crop_size
+        return super().output_size(height, width)
+
+    def transform(self, image: Image.Image) -> np.ndarray:
+        pixels = super().transform(image)
+        return center_crop(pixels, self.crop_size) if self.fixed_size is None and self.do_center_crop else pixels
+
+
+class DPTProcessor(ImageProcessor):
+    """DPTImageProcessor (DPT, Depth Anything): resize towards ``size`` {height, width}, optionally keeping the
+    aspect ratio (the side whose scale is nearer 1 decides) and rounding to ``ensure_multiple_of``; then,
+    with ``do_pad``, zero-pad (after normalization) each side to a multiple of ``size_divisor``, centered."""
+
+    type_name = "DPTImageProcessor"
+    default_resample = _BICUBIC
+
+    def setup(self, config: dict[str, Any]) -> None:
+        size = size_dict(config.get("size", {"height": 384, "width": 384}))
+        if set(size) != {"height", "width"}:
+            raise BundleError(f"{self.type_name} needs size {{height, width}} in preprocessor_config.json, got {size}")
+        self.size = (size["height"], size["width"])
+        self.keep_aspect_ratio = bool(config.get("keep_aspect_ratio", False))
+        self.multiple = int(config.get("ensure_multiple_of", 1) or 1)
+        self.do_pad = bool(config.get("do_pad", False))
+        divisor = config.get("size_divisor")
+        if self.do_pad and (isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1):
+            raise BundleError(f"{self.type_name} with do_pad needs an integer size_divisor >= 1, got {divisor!r}")
+        self.size_divisor = int(divisor) if self.do_pad else 1
+        if self.multiple < 1:
+            raise BundleError(f"{self.type_name} ensure_multiple_of must be >= 1, got {self.multiple}")
+
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        scale_h, scale_w = self.size[0] / height, self.size[1] / width
+        if self.keep_aspect_ratio:
+            if abs(1 - scale_w) < abs(1 - scale_h):
+                scale_h = scale_w
+            else:
+                scale_w = scale_h
+        out = (_round_to_multiple(scale_h * height, self.multiple), _round_to_multiple(scale_w * width, self.multiple))
+        return check_size(out, (height, width))
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        size = super().output_size(height, width)
+        if self.do_pad and self.fixed_size is None:
+            size = (_ceil_to(size[0], self.size_divisor), _ceil_to(size[1], self.size_divisor))
+        return size
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        pixels = super().prepare(image)
+        if not self.do_pad or self.fixed_size is not None:
+            return pixels
+        height, width = pixels.shape[1:]
+        pad_h, pad_w = _ceil_to(height, self.size_divisor) - height, _ceil_to(width, self.size_divisor) - width
+        return np.pad(pixels, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)))
+
+
 class ConvNextProcessor(ImageProcessor):
     """ConvNextImageProcessor: below 384, resize the shortest edge to size/crop_pct then center crop."""
 
@@ -192,6 +282,25 @@ class DetrProcessor(ImageProcessor):
         return {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
 
 
+class YolosProcessor(DetrProcessor):
+    """YolosImageProcessor: DETR's sizing with the shortest/longest-edge size rounded down to a multiple
+    of 16; batches are padded at the bottom/right but the model gets no pixel mask."""
+
+    type_name = "YolosImageProcessor"
+    mod_size = 16
+
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        if "shortest_edge" not in self.size:
+            return super().resized_size(height, width)
+        size = yolos_size(height, width, self.size["shortest_edge"], self.size["longest_edge"])
+        return check_size((size[0] - size[0] % self.mod_size, size[1] - size[1] % self.mod_size), (height, width))
+
+    def batch(self, arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.do_pad:
+            return ImageProcessor.batch(self, arrays)
+        return {"pixel_values": pad_batch(arrays, self.pad_size)[0]}
+
+
 class Mask2FormerProcessor(ImageProcessor):
     """Mask2FormerImageProcessor: torchvision-style resize, sizes rounded up to ``size_divisor``, padding."""
 
@@ -252,15 +361,31 @@ class GLPNProcessor(ImageProcessor):
 
 PROCESSORS: dict[str, type[ImageProcessor]] = {
     cls.type_name: cls
-    for cls in (FixedSizeProcessor, ConvNextProcessor, DetrProcessor, Mask2FormerProcessor, GLPNProcessor)
+    for cls in (
+        FixedSizeProcessor,
+        SegformerProcessor,
+        DeiTProcessor,
+        ConvNextProcessor,
+        DetrProcessor,
+        YolosProcessor,
+        Mask2FormerProcessor,
+        GLPNProcessor,
+        DPTProcessor,
+    )
 }
 # config.json model_type -> processor type, for preprocessor configs that name no type (transformers' auto map).
 _BY_MODEL_TYPE = {
     "vit": "ViTImageProcessor",
+    "swin": "ViTImageProcessor",
+    "deit": "DeiTImageProcessor",
     "convnext": "ConvNextImageProcessor",
     "detr": "DetrImageProcessor",
+    "yolos": "YolosImageProcessor",
+    "segformer": "SegformerImageProcessor",
     "mask2former": "Mask2FormerImageProcessor",
     "glpn": "GLPNImageProcessor",
+    "dpt": "DPTImageProcessor",
+    "depth_anything": "DPTImageProcessor",
 }
 
 
@@ -289,6 +414,15 @@ def processor_from_bundle(bundle: Bundle) -> ImageProcessor:
     if config is None:
         raise BundleError(f"{bundle.root} has no preprocessor_config.json; an image model's bundle needs it")
     return make_processor(config, bundle.config)
+
+
+def _round_to_multiple(value: float, multiple: int) -> int:
+    """DPT's ``constrain_to_multiple_of`` (no bounds): Python's round-half-to-even of value / multiple."""
+    return int(round(value / multiple) * multiple)
+
+
+def _ceil_to(value: int, divisor: int) -> int:
+    return int(math.ceil(value / divisor) * divisor)
 
 
 def _number(value: Any, name: str) -> float:
