@@ -256,36 +256,43 @@ def run_chunk(pipe: Any, chunk: list[Item], options: dict[str, Any]) -> list[dic
     """The output rows of a chunk: one pipeline call for the readable items (one by one if it fails)."""
     readable = [item for item in chunk if item.error is None]
     outputs: dict[int, Any] = {}
-    if len(readable) > 1 and not any(isinstance(item.value, list) for item in readable):
-        call_options = dict(options)
-        if "batch_size" in pipe.options_accepted:
-            call_options.setdefault("batch_size", len(readable))
+    if len(readable) > 1:
         try:
-            results = pipe([item.value for item in readable], **call_options)
-        except Exception:  # retried one by one below, where each failure is recorded with its item
-            results = None
-        if isinstance(results, list) and len(results) == len(readable):
+            results = outputs_for(pipe, [item.value for item in readable], options, len(readable))
             outputs = {id(item): result for item, result in zip(readable, results)}
+        except Exception:  # retried one by one below, where each failure is recorded with its item
+            outputs = {}
     rows = []
     for item in chunk:
         if item.error is not None:
             rows.append(error_row(item.record, "InvalidInputError", item.error))
             continue
         try:
-            result = outputs[id(item)] if id(item) in outputs else one(pipe, item.value, options)
+            result = outputs[id(item)] if id(item) in outputs else outputs_for(pipe, [item.value], options, 1)[0]
             rows.append({"input": item.record, "output": to_json_value(result)})
         except (EdgetfError, ValueError, TypeError, OSError, RuntimeError) as exc:
             rows.append(error_row(item.record, type(exc).__name__, str(exc)))
     return rows
 
 
-def one(pipe: Any, value: Any, options: dict[str, Any]) -> Any:
-    """One input's output, shaped as an element of a list call's output (transformers gives
-    ``[{...}]`` for a single text but ``[{...}, {...}]`` for two, so a single call is a list of one)."""
-    if isinstance(value, list):  # pre-tokenized words and such: the input itself is a list
-        return pipe(value, **options)
-    result = pipe([value], **options)
-    return result[0] if isinstance(result, list) and len(result) == 1 else result
+def outputs_for(pipe: Any, values: list[Any], options: dict[str, Any], batch_size: int) -> list[Any]:
+    """One output per value, each shaped as an element of a list call's output (transformers gives
+    ``[{...}]`` for a single text but ``[{...}, {...}]`` for two, so one value is a list of one).
+    Several values go in one call, ``batch_size`` per model run where the pipeline takes batch_size."""
+    if len(values) == 1 or any(isinstance(v, list) for v in values):  # a list value: pre-tokenized words ...
+        results = []
+        for value in values:
+            result = pipe(value, **options) if isinstance(value, list) else pipe([value], **options)
+            one = not isinstance(value, list) and isinstance(result, list) and len(result) == 1
+            results.append(result[0] if one else result)
+        return results
+    call_options = dict(options)
+    if "batch_size" in pipe.options_accepted:
+        call_options.setdefault("batch_size", batch_size)
+    results = pipe(values, **call_options)
+    if not isinstance(results, list) or len(results) != len(values):
+        raise InvalidInputError(f"{pipe.task} gave {type(results).__name__} for a list of {len(values)} inputs")
+    return results
 
 
 def error_row(record: Any, kind: str, message: str) -> dict[str, Any]:
