@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-EXTRA_HINT = "the server needs the [serve] extra: pip install 'edgetf[serve]' (starlette, uvicorn, python-multipart)"
+from .web import EXTRA_HINT
 
 
 def require() -> None:

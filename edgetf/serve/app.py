@@ -9,12 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
+from . import web
 from .errors import ApiError, BodyTooLarge
 from .generic import run_pipeline
 from .models import Limits, ModelStore
@@ -23,26 +18,26 @@ from .openai_routes import completions, embeddings, get_model, list_models, tran
 log = logging.getLogger("edgetf.serve")
 
 
-def error_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+def error_response(error: ApiError) -> web.JSONResponse:
+    return web.JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
-async def on_api_error(_request: Request, exc: Exception) -> Response:
+async def on_api_error(_request: web.Request, exc: Exception) -> web.Response:
     assert isinstance(exc, ApiError)
     return error_response(exc)
 
 
-async def on_http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+async def on_http_error(request: web.Request, exc: Exception) -> web.Response:
+    assert isinstance(exc, web.HTTPException)
     message = f"no route {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
     return error_response(ApiError(exc.status_code, message, headers=exc.headers))
 
 
-async def on_too_large(request: Request, _exc: Exception) -> Response:
+async def on_too_large(request: web.Request, _exc: Exception) -> web.Response:
     return error_response(too_large(request.app.state.max_body))
 
 
-async def on_unexpected(_request: Request, exc: Exception) -> Response:
+async def on_unexpected(_request: web.Request, exc: Exception) -> web.Response:
     log.exception("unexpected error", exc_info=exc)
     return error_response(ApiError(500, f"internal error: {type(exc).__name__}: {exc}"))
 
@@ -51,8 +46,8 @@ def too_large(limit: int) -> ApiError:
     return ApiError(413, f"the request body is larger than the server's limit of {limit} bytes (--max-body-mb)")
 
 
-async def health(_request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+async def health(_request: web.Request) -> web.Response:
+    return web.JSONResponse({"status": "ok"})
 
 
 async def send_error(send: Any, error: ApiError) -> None:
@@ -115,27 +110,27 @@ def create_app(
     store = ModelStore(models_dir, limits=limits, dtype=dtype, device=device)
 
     @asynccontextmanager
-    async def lifespan(_app: Starlette) -> Any:
+    async def lifespan(_app: Any) -> Any:
         yield
         store.close()
 
     routes = [
-        Route("/health", health),
-        Route("/v1/models", list_models),
-        Route("/v1/models/{model:path}", get_model),
-        Route("/v1/embeddings", embeddings, methods=["POST"]),
-        Route("/v1/completions", completions, methods=["POST"]),
-        Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
-        Route("/v1/audio/translations", translations, methods=["POST"]),
-        Route("/v1/pipelines/{model:path}", run_pipeline, methods=["POST"]),
+        web.Route("/health", health),
+        web.Route("/v1/models", list_models),
+        web.Route("/v1/models/{model:path}", get_model),
+        web.Route("/v1/embeddings", embeddings, methods=["POST"]),
+        web.Route("/v1/completions", completions, methods=["POST"]),
+        web.Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
+        web.Route("/v1/audio/translations", translations, methods=["POST"]),
+        web.Route("/v1/pipelines/{model:path}", run_pipeline, methods=["POST"]),
     ]
     handlers = {
         ApiError: on_api_error,
-        HTTPException: on_http_error,
+        web.HTTPException: on_http_error,
         BodyTooLarge: on_too_large,
         Exception: on_unexpected,
     }
-    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app = web.Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     app.state.store = store
     app.state.max_body = max_body_bytes
     guarded = Guard(app, max_body=max_body_bytes, api_key=api_key)

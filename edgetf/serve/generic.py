@@ -13,11 +13,9 @@ import json
 from typing import Any
 
 import numpy as np
-from starlette.datastructures import UploadFile
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from ..jsonable import to_json_value
+from . import web
 from .errors import ApiError
 from .requests import base64_bytes, form, json_object, upload_bytes
 
@@ -59,7 +57,7 @@ def parameters_of(value: Any) -> dict[str, Any]:
     return value
 
 
-async def read_request(request: Request, task: str) -> tuple[Any, dict[str, Any]]:
+async def read_request(request: web.Request, task: str) -> tuple[Any, dict[str, Any]]:
     """(inputs, parameters) of any of the three body kinds."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     media = task in AUDIO_TASKS or task in IMAGE_TASKS
@@ -74,7 +72,7 @@ async def read_request(request: Request, task: str) -> tuple[Any, dict[str, Any]
         parts = fields.getlist("inputs") + fields.getlist("file")
         if not parts:
             raise ApiError(400, "the form needs an 'inputs' (or 'file') field", param="inputs")
-        values = [await upload_bytes(p, "inputs") if isinstance(p, UploadFile) else p for p in parts]
+        values = [await upload_bytes(p, "inputs") if isinstance(p, web.UploadFile) else p for p in parts]
         if media:
             values = [media_inputs(v, task) for v in values]
         return (values[0] if len(values) == 1 else values), parameters_of(fields.get("parameters"))
@@ -86,7 +84,7 @@ async def read_request(request: Request, task: str) -> tuple[Any, dict[str, Any]
     return data, {}
 
 
-async def run_pipeline(request: Request) -> Response:
+async def run_pipeline(request: web.Request) -> web.Response:
     store = request.app.state.store
     name = request.path_params["model"]
     task = store.task(name)
@@ -94,4 +92,4 @@ async def run_pipeline(request: Request) -> Response:
         raise ApiError(500, f"model {name!r}: cannot tell its task (no edgetf.json, config.json names none)")
     inputs, parameters = await read_request(request, task)
     output = await store.call(name, lambda pipe: to_json_value(pipe(inputs, **parameters)))
-    return JSONResponse(output)
+    return web.JSONResponse(output)

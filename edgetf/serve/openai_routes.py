@@ -12,10 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import closing
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-
 from ..audio.io import load_audio
+from . import web
 from .errors import ApiError
 from .formats import (
     TRANSCRIPT_FORMATS,
@@ -30,7 +28,7 @@ from .models import ModelStore, sentence_pooling
 from .requests import field, form, integer, json_object, number, upload_bytes
 
 
-def state(request: Request) -> ModelStore:
+def state(request: web.Request) -> ModelStore:
     return request.app.state.store
 
 
@@ -56,14 +54,14 @@ def model_card(store: ModelStore, name: str) -> dict[str, Any]:
     }
 
 
-async def list_models(request: Request) -> Response:
+async def list_models(request: web.Request) -> web.Response:
     store = state(request)
     store.scan()
-    return JSONResponse({"object": "list", "data": [model_card(store, n) for n in store.names()]})
+    return web.JSONResponse({"object": "list", "data": [model_card(store, n) for n in store.names()]})
 
 
-async def get_model(request: Request) -> Response:
-    return JSONResponse(model_card(state(request), request.path_params["model"]))
+async def get_model(request: web.Request) -> web.Response:
+    return web.JSONResponse(model_card(state(request), request.path_params["model"]))
 
 
 # -- embeddings ------------------------------------------------------------------------------------------
@@ -76,7 +74,7 @@ def text_list(value: Any, name: str) -> list[str]:
     return texts
 
 
-async def embeddings(request: Request) -> Response:
+async def embeddings(request: web.Request) -> web.Response:
     store = state(request)
     body = await json_object(request)
     name = field(body, "model", str)
@@ -97,7 +95,7 @@ async def embeddings(request: Request) -> Response:
         return vectors, tokens
 
     vectors, tokens = await store.call(name, work)
-    return JSONResponse(embeddings_body(vectors, name, encoding, tokens))
+    return web.JSONResponse(embeddings_body(vectors, name, encoding, tokens))
 
 
 # -- completions -----------------------------------------------------------------------------------------
@@ -153,7 +151,7 @@ def token_count(pipe: Any, text: str) -> int:
     return len(pipe.tokenizer.encode(text, add_special_tokens=False).ids) if text else 0
 
 
-async def completions(request: Request) -> Response:
+async def completions(request: web.Request) -> web.Response:
     store = state(request)
     body = await json_object(request)
     name = field(body, "model", str)
@@ -186,7 +184,7 @@ async def completions(request: Request) -> Response:
         }
         return completion_body(ident, created, name, choices, usage)
 
-    return JSONResponse(await store.call(name, work))
+    return web.JSONResponse(await store.call(name, work))
 
 
 async def stream_completions(
@@ -198,7 +196,7 @@ async def stream_completions(
     echo: bool,
     ident: str,
     created: int,
-) -> Response:
+) -> web.Response:
     """Server-sent events: one ``data: {...}`` chunk per piece of text, a last chunk per prompt with its
     finish_reason, then ``data: [DONE]``. Errors before the first piece are a plain HTTP error."""
     gate = store.gate(name)
@@ -277,19 +275,19 @@ async def stream_completions(
         finally:
             cancel.set()
 
-    return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return web.StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 # -- audio -----------------------------------------------------------------------------------------------
-async def transcriptions(request: Request) -> Response:
+async def transcriptions(request: web.Request) -> web.Response:
     return await audio_route(request, translate=False)
 
 
-async def translations(request: Request) -> Response:
+async def translations(request: web.Request) -> web.Response:
     return await audio_route(request, translate=True)
 
 
-async def audio_route(request: Request, *, translate: bool) -> Response:
+async def audio_route(request: web.Request, *, translate: bool) -> web.Response:
     store = state(request)
     fields = await form(request, request.app.state.max_body)
     name = field(fields, "model", str)
@@ -339,5 +337,5 @@ async def audio_route(request: Request, *, translate: bool) -> Response:
 
     body, media_type = await store.call(name, work)
     if media_type == "application/json":
-        return JSONResponse(body)
-    return PlainTextResponse(body, media_type=media_type)
+        return web.JSONResponse(body)
+    return web.PlainTextResponse(body, media_type=media_type)

@@ -7,15 +7,13 @@ import binascii
 import json
 from typing import Any
 
-from starlette.datastructures import UploadFile
-from starlette.requests import Request
-
-from .errors import ApiError
+from . import web
+from .errors import ApiError, BodyTooLarge
 
 _MISSING: Any = object()
 
 
-async def json_object(request: Request) -> dict[str, Any]:
+async def json_object(request: web.Request) -> dict[str, Any]:
     raw = await request.body()
     try:
         body = json.loads(raw)
@@ -26,15 +24,13 @@ async def json_object(request: Request) -> dict[str, Any]:
     return body
 
 
-async def form(request: Request, max_bytes: int) -> Any:
+async def form(request: web.Request, max_bytes: int) -> Any:
     """The multipart (or urlencoded) form; parts may be as large as the request may be."""
     try:
         return await request.form(max_files=16, max_fields=64, max_part_size=max_bytes)
-    except ApiError:
+    except (ApiError, BodyTooLarge):
         raise
-    except Exception as exc:  # python-multipart / starlette parse errors
-        if type(exc).__name__ == "BodyTooLarge":
-            raise
+    except Exception as exc:  # python-multipart / starlette parse errors (several types)
         raise ApiError(400, f"the multipart form cannot be read: {exc}") from None
 
 
@@ -98,7 +94,7 @@ def base64_bytes(text: str, what: str) -> bytes:
 
 
 async def upload_bytes(value: Any, name: str) -> bytes:
-    if isinstance(value, UploadFile):
+    if isinstance(value, web.UploadFile):
         data = await value.read()
         if not data:
             raise ApiError(400, f"the uploaded file {name!r} ({value.filename!r}) is empty", param=name)
