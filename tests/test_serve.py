@@ -257,6 +257,8 @@ def test_transcriptions_in_every_format_equal_the_pipeline(oai, pipes, wav):
     with open(wav, "rb") as f:
         web = oai.audio.transcriptions.create(model="whisper-tiny", file=f, response_format="vtt")
     assert web.startswith("WEBVTT\n\n") and web.count(" --> ") == len(timed["chunks"])
+    with open(wav, "rb") as f, pytest.raises(openai.UnprocessableEntityError, match="unsupported language 'xx'"):
+        oai.audio.transcriptions.create(model="whisper-tiny", file=f, language="xx")
     with open(wav, "rb") as f:
         translated = oai.audio.translations.create(model="whisper-tiny", file=f)
     assert translated.text == pipe(str(wav), generate_kwargs={"task": "translate"})["text"]

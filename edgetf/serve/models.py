@@ -77,10 +77,10 @@ class Gate:
                 self.release()
 
         future = asyncio.get_running_loop().run_in_executor(self._pool, held)
+        future.add_done_callback(_consume)  # a request cancelled or timed out leaves it running to its end
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.limits.timeout_s)
         except asyncio.TimeoutError:
-            future.add_done_callback(_consume)
             raise ApiError(
                 504, f"model {self.name!r} did not answer within {self.limits.timeout_s:g} s", kind="timeout"
             ) from None
