@@ -82,19 +82,28 @@ def files_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.parts))
 
 
+def kind_of(arg: str) -> str | None:
+    """ "file", "dir" or None (nothing there, or a text no path can be: too long, a NUL byte ...)."""
+    try:
+        path = Path(arg)
+        return "file" if path.is_file() else "dir" if path.is_dir() else None
+    except (OSError, ValueError):
+        return None
+
+
 def expand(args: Iterable[str], media: bool) -> list[Item]:
     """The items of the command-line inputs, in order (see the module docstring)."""
     items: list[Item] = []
     for arg in args:
-        path = Path(arg)
-        if path.suffix == ".jsonl" and path.is_file():
+        path, kind = Path(arg), kind_of(arg)
+        if path.suffix == ".jsonl" and kind == "file":
             items.extend(jsonl_items(path))
-        elif path.is_dir():
+        elif kind == "dir":
             found = files_under(path) if media else [p for p in files_under(path) if p.suffix == ".txt"]
             if not found:
                 raise InvalidInputError(f"folder {arg!r} holds no {'files' if media else '.txt files'}")
             items.extend(file_item(p, media) for p in found)
-        elif path.is_file() and (media or path.suffix == ".txt"):
+        elif kind == "file" and (media or path.suffix == ".txt"):
             items.append(file_item(path, media))
         elif media and any(c in arg for c in GLOB_CHARS):
             matched = sorted(Path(p) for p in glob.glob(arg, recursive=True) if Path(p).is_file())

@@ -35,7 +35,9 @@ def test_texts_and_jsonl_one_line_each_with_output_or_error(tmp_path, classifier
     lines = [{"text": "a fine film"}, {"inputs": "dull"}, "plain string line", {"other": 1}, {"text": 5}]
     source.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n{broken\n")
     out = tmp_path / "out.jsonl"
-    summary = run_batch(None, None, ["first text", str(source)], out=out, batch_size=3, pipe=classifier, progress=False)
+    long_text = "a very long review " * 40  # longer than a file name may be: still a text
+    args = ["first text", str(source), long_text, "nul\x00byte"]
+    summary = run_batch(None, None, args, out=out, batch_size=3, pipe=classifier, progress=False)
     got = rows(out)
     assert [r["input"] for r in got] == [
         "first text",
@@ -45,6 +47,8 @@ def test_texts_and_jsonl_one_line_each_with_output_or_error(tmp_path, classifier
         f"{source}:4",
         5,
         f"{source}:7",
+        long_text,
+        "nul\x00byte",
     ]
     for row in got:
         if isinstance(row["input"], str) and not row["input"].startswith(str(source)):
@@ -53,7 +57,7 @@ def test_texts_and_jsonl_one_line_each_with_output_or_error(tmp_path, classifier
     assert set(errors) == {f"{source}:4", 5, f"{source}:7"}
     assert "text" in errors[f"{source}:4"]["message"] and "not JSON" in errors[f"{source}:7"]["message"]
     assert errors[5]["type"] == "InvalidInputError" and "str" in errors[5]["message"]
-    assert (summary.ok, summary.new_failures, summary.failed) == (4, 3, 3)
+    assert (summary.ok, summary.new_failures, summary.failed) == (6, 3, 3)
 
 
 def test_batched_equals_one_by_one(tmp_path, classifier):
