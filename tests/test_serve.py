@@ -32,6 +32,7 @@ openai = pytest.importorskip("openai")
 
 import edgetf  # noqa: E402
 from edgetf.audio.io import tone  # noqa: E402
+from edgetf.jsonable import to_json_value  # noqa: E402
 from edgetf.serve import create_app  # noqa: E402
 from edgetf.serve.formats import StopScanner, clock, cut_at_stop, embedding_value, srt, vtt  # noqa: E402
 from edgetf.serve.models import Limits, sentence_pooling  # noqa: E402
@@ -223,6 +224,12 @@ def test_completions_stream_server_sent_events(oai, client, pipes):
     chunks = list(oai.completions.create(model="gpt2", prompt=prompt, max_tokens=10, temperature=0, stream=True))
     assert "".join(c.choices[0].text for c in chunks) == expected
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    if len(expected) > 3:
+        stop = expected[2:4]
+        cut = oai.completions.create(model="gpt2", prompt=prompt, max_tokens=10, temperature=0, stream=True, stop=stop)
+        pieces = list(cut)
+        assert "".join(c.choices[0].text for c in pieces) == expected[: expected.find(stop)]
+        assert pieces[-1].choices[0].finish_reason == "stop"
     with client.stream(
         "POST", "/v1/completions", json={"model": "gpt2", "prompt": prompt, "max_tokens": 4, "stream": True}
     ) as response:
@@ -302,9 +309,13 @@ def test_pipelines_image_multipart_base64_and_raw(client, pipes, png):
     assert close(raw.json(), expected, 1e-5)
 
 
-def test_pipelines_audio_raw_body(client, pipes, wav):
+def test_pipelines_audio_raw_body_and_array_dict(client, pipes, wav):
     got = client.post("/v1/pipelines/wav2vec2-ctc", content=wav.read_bytes(), headers={"content-type": "audio/wav"})
     assert got.json() == pipes("wav2vec2-ctc")(str(wav))
+    samples = tone(0.8, 8000, 250.0)  # resampled to the model's 16 kHz by the pipeline
+    body = {"inputs": {"array": samples.tolist(), "sampling_rate": 8000}, "parameters": {"return_timestamps": "word"}}
+    expected = pipes("wav2vec2-ctc")({"array": samples, "sampling_rate": 8000}, return_timestamps="word")
+    assert close(client.post("/v1/pipelines/wav2vec2-ctc", json=body).json(), to_json_value(expected), 1e-6)
 
 
 # -- errors -------------------------------------------------------------------------------------------------------
