@@ -9,8 +9,9 @@ sorted); for text tasks ``.txt`` files and folders of them (each file's content 
 Each input gives one line ``{"input": <path or text>, "output": ...}`` or ``{"input": ..., "error":
 {"type", "message"}}``; a failing item is recorded and the run goes on. Inputs already recorded in
 the output file (as many times as they occur there) are skipped, so an interrupted run continues
-where it stopped. ``batch_size`` inputs go to the pipeline per call; when such a call fails, its
-inputs are retried one by one so only the bad one is marked failed.
+where it stopped. ``batch_size`` inputs go to the model per run (texts sorted by length within a
+window of 16 batches, so a batch pads little); when a call fails, its inputs are retried one by one
+so only the bad one is marked failed.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ MEDIA_TASKS = (
     "depth-estimation",
 )
 GLOB_CHARS = "*?["
+# text inputs are read SORT_WINDOW batches at a time and sorted by length inside, so each batch pads
+# to a similar length (mixed lengths padded to the longest made batch 16 half as fast as batch 1)
+SORT_WINDOW = 16
 
 
 @dataclass(frozen=True)
@@ -244,9 +248,10 @@ def run_batch(
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         with out.open("a", encoding="utf-8") as sink:
-            for offset in range(0, len(todo), batch_size):
-                chunk = todo[offset : offset + batch_size]
-                for row in run_chunk(pipe, chunk, options):
+            window = batch_size * SORT_WINDOW if batch_size > 1 and pipe.task not in MEDIA_TASKS else batch_size
+            for offset in range(0, len(todo), window):
+                chunk = todo[offset : offset + window]
+                for row in run_chunk(pipe, chunk, options, batch_size):
                     sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                     if "error" in row:
                         summary.new_failures += 1
@@ -261,13 +266,16 @@ def run_batch(
     return summary
 
 
-def run_chunk(pipe: Any, chunk: list[Item], options: dict[str, Any]) -> list[dict[str, Any]]:
-    """The output rows of a chunk: one pipeline call for the readable items (one by one if it fails)."""
+def run_chunk(pipe: Any, chunk: list[Item], options: dict[str, Any], batch_size: int) -> list[dict[str, Any]]:
+    """The output rows of a chunk, in order: one pipeline call for the readable items, texts sorted by
+    length so that each batch pads little (one by one if the call fails)."""
     readable = [item for item in chunk if item.error is None]
+    if all(isinstance(item.value, str) for item in readable):
+        readable.sort(key=lambda item: len(item.value))
     outputs: dict[int, Any] = {}
     if len(readable) > 1:
         try:
-            results = outputs_for(pipe, [item.value for item in readable], options, len(readable))
+            results = outputs_for(pipe, [item.value for item in readable], options, batch_size)
             outputs = {id(item): result for item, result in zip(readable, results)}
         except Exception:  # retried one by one below, where each failure is recorded with its item
             outputs = {}
