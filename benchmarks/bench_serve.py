@@ -239,12 +239,15 @@ def bench_ray(models: Path, sample: list[str]) -> list[dict]:
 
     t0 = time.perf_counter()
     ray.init(
+        logging_level="ERROR",
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}},
     )
     init_s = time.perf_counter() - t0
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    ray.data.DataContext.get_current().print_on_execution_start = False
     try:
         ds = ray.data.from_items([{"inputs": t, "row": i} for i, t in enumerate(sample)])
         t0 = time.perf_counter()
@@ -256,7 +259,7 @@ def bench_ray(models: Path, sample: list[str]) -> list[dict]:
                 "dtype": "fp32",
                 "session_options": edgetf.SessionOptions(intra_op_threads=1),
             },
-            concurrency=2,
+            compute=ray.data.ActorPoolStrategy(size=2),
             batch_size=32,
             num_cpus=1,
         ).take_all()

@@ -7,7 +7,7 @@
     out = ds.map_batches(
         edgetf.ray.Predictor,
         fn_constructor_kwargs={"task": "text-classification", "model": "/models/distilbert-sst2"},
-        concurrency=4,  # workers (actors), each opens the bundle once
+        compute=ray.data.ActorPoolStrategy(size=4),  # workers (actors); each opens the bundle once
         batch_size=64,  # rows per call
         num_cpus=1,  # CPUs reserved per worker
     )

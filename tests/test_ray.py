@@ -63,7 +63,7 @@ def test_ray_data_map_batches_equals_a_local_loop(bundle, local):
                 "dtype": "fp32",
                 "session_options": options,
             },
-            concurrency=2,
+            compute=ray.data.ActorPoolStrategy(size=2),
             batch_size=5,
             num_cpus=1,
         ).take_all()
