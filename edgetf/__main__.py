@@ -1,10 +1,11 @@
 """python -m edgetf run TASK BUNDLE INPUT... | info BUNDLE | providers | demo [MODELS_DIR] | verify BUNDLE
-| doctor [BUNDLE]"""
+| doctor [BUNDLE] | serve MODELS_DIR | batch TASK BUNDLE INPUT... --out FILE"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -231,6 +232,75 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return doctor.exit_code(findings)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import require, serve
+
+    try:
+        require()
+    except ImportError as exc:
+        raise EdgetfError(str(exc)) from None
+    from .serve.models import Limits
+
+    if not Path(args.models).is_dir():
+        raise EdgetfError(f"models folder {args.models!r} does not exist or is not a folder")
+    limits = Limits(concurrency=args.concurrency, queue=args.queue, timeout_s=args.timeout)
+    serve(
+        args.models,
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key or os.environ.get("EDGETF_API_KEY") or None,
+        limits=limits,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        dtype=args.dtype,
+        device=args.device,
+    )
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+
+    summary = run_batch(
+        args.task,
+        args.bundle,
+        args.inputs,
+        out=Path(args.out),
+        batch_size=args.batch_size,
+        options=dict(args.option or []),
+        dtype=args.dtype,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    print(summary.line(), file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def add_serve_and_batch(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="HTTP server (OpenAI-compatible + /v1/pipelines) over a folder of bundles")
+    serve.add_argument("models", help="folder whose bundle folders are served; their names are the model names")
+    serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 (or set EDGETF_API_KEY)")
+    serve.add_argument("--concurrency", type=int, default=1, help="calls running at once per model")
+    serve.add_argument("--queue", type=int, default=8, help="requests waiting per model before 503")
+    serve.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take (504 after)")
+    serve.add_argument("--max-body-mb", type=float, default=25.0, help="largest request body (413 above)")
+    serve.add_argument("--dtype", default="auto")
+    serve.add_argument("--device", default="cpu")
+    serve.set_defaults(func=cmd_serve)
+    batch = sub.add_parser("batch", help="run a task over many inputs into a JSONL file (resumable, with progress)")
+    batch.add_argument("task", help="task name, or 'auto' for the bundle's own")
+    batch.add_argument("bundle")
+    batch.add_argument("inputs", nargs="+", help="texts, .jsonl files of texts, or files / globs / folders")
+    batch.add_argument("--out", required=True, help="JSONL file; inputs already in it are skipped")
+    batch.add_argument("--batch-size", type=int, default=8, help="inputs per pipeline call")
+    batch.add_argument("--option", action="append", type=_parse_option, metavar="KEY=VALUE", help="pipeline option")
+    batch.add_argument("--dtype", default="auto")
+    batch.add_argument("--device", default="cpu")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch.set_defaults(func=cmd_batch)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgetf", description="run exported bundles with onnxruntime")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -283,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument("bundle", nargs="?", help="also verify this bundle's files and say which dtype loads")
     doctor.add_argument("--device", help="also require this device's provider (cuda, dml, coreml ...)")
     doctor.set_defaults(func=cmd_doctor)
+    add_serve_and_batch(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
