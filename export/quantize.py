@@ -54,6 +54,7 @@ PRESETS: dict[str, Preset] = {
 # feeds (see sensitivity()) stay float; needs calibration feeds, skipped without. "ffn-out-float": the
 # fixed name list below, the last resort.
 SENSITIVE_STEPS = (1, 2, 4, 8)
+EIGHT_BIT = ("q8", "int8", "uint8")  # the dtypes the ladder applies to
 LEVELS = ("all", *(f"sensitive-{k}" for k in SENSITIVE_STEPS), "ffn-out-float")
 # FFN down-projections: where trained transformers carry activation outliers.
 FFN_OUT_PATTERNS = (
@@ -450,10 +451,24 @@ def make_dtype(
 SWITCH = "edgetf_quantize_switch"
 
 
-def constant_matmuls(model: Any) -> list[Any]:
-    """The top-level MatMul nodes whose second input is a 2-D initializer (what q8 quantizes)."""
-    shapes = {init.name: len(init.dims) for init in model.graph.initializer}
-    return [n for n in model.graph.node if n.op_type == "MatMul" and shapes.get(n.input[1]) == 2]
+def constant_matmuls(model: Any) -> list[tuple[Any, Any]]:
+    """(graph, node) for each MatMul whose second input is a 2-D initializer (what q8 quantizes), also
+    inside If/Loop subgraphs (merged decoders keep every layer inside the branches of an If; their
+    weights are top-level initializers both branches read)."""
+    found: list[tuple[Any, Any]] = []
+    shapes: dict[str, int] = {}
+
+    def walk(graph: Any) -> None:
+        shapes.update({init.name: len(init.dims) for init in graph.initializer})
+        for node in graph.node:
+            if node.op_type == "MatMul" and len(node.input) > 1 and shapes.get(node.input[1]) == 2:
+                found.append((graph, node))
+            for attr in node.attribute:
+                if attr.g is not None and attr.g.node:
+                    walk(attr.g)
+
+    walk(model.graph)
+    return found
 
 
 def fake_quantized_weight(weight: Any, weight_type: str) -> Any:
@@ -476,42 +491,67 @@ def switch_model(src: Path, dst: Path, weight_type: str) -> list[str]:
     """Write a copy of ``src`` where each quantizable MatMul computes both its float product and its
     dynamically quantized one (u8 activations per tensor, 8-bit weights per channel) and blends them by
     ``edgetf_quantize_switch[i]`` (1: quantized, 0: float). One session then measures any set of
-    quantized nodes. Returns the node names in switch order."""
+    quantized nodes. Nodes inside subgraphs are switched too; nodes of the same name (the same layer in
+    both branches of a merged decoder's If) share one switch, as they share one entry of the
+    quantizer's ``nodes_to_exclude``. Returns the node names in switch order."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.load(str(src))
-    weights = {init.name: init for init in model.graph.initializer}
-    nodes = constant_matmuls(model)
-    names, extra_inits, extra_nodes = [], [], {}
-    for i, node in enumerate(nodes):
-        p = f"edgetf_switch/{i}"
-        wq = fake_quantized_weight(numpy_helper.to_array(weights[node.input[1]]), weight_type)
-        extra_inits += [
-            numpy_helper.from_array(wq, p + "/wq"),
-            numpy_helper.from_array(np.array([i], np.int64), p + "/i"),
-        ]
+    weights: dict[str, Any] = {}
+
+    def collect(graph: Any) -> None:
+        weights.update({init.name: init for init in graph.initializer})
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.g is not None and attr.g.node:
+                    collect(attr.g)
+
+    collect(model.graph)
+    names: list[str] = []
+    index: dict[str, int] = {}
+    quantized: dict[str, str] = {}  # weight initializer -> its fake-quantized copy
+    extra_inits, extra_nodes = [], {}
+    for j, (_, node) in enumerate(constant_matmuls(model)):
+        name = node.name or node.output[0]
+        if name not in index:
+            index[name] = len(names)
+            names.append(name)
+            extra_inits.append(
+                numpy_helper.from_array(np.array([index[name]], np.int64), f"edgetf_switch/{index[name]}/i")
+            )
+        if node.input[1] not in quantized:
+            quantized[node.input[1]] = f"edgetf_switch/w{len(quantized)}"
+            wq = fake_quantized_weight(numpy_helper.to_array(weights[node.input[1]]), weight_type)
+            extra_inits.append(numpy_helper.from_array(wq, quantized[node.input[1]]))
+        p, i = f"edgetf_switch/n{j}", f"edgetf_switch/{index[name]}/i"
         out = node.output[0]
         node.output[0] = p + "/float"
-        extra_nodes[id(node)] = [
+        extra_nodes[node.output[0]] = [  # keyed by the renamed output: protobuf wrappers' ids are not stable
             helper.make_node("DynamicQuantizeLinear", [node.input[0]], [p + "/xq", p + "/xs", p + "/xz"]),
             helper.make_node("DequantizeLinear", [p + "/xq", p + "/xs", p + "/xz"], [p + "/xd"]),
-            helper.make_node("MatMul", [p + "/xd", p + "/wq"], [p + "/quant"]),
-            helper.make_node("Gather", [SWITCH, p + "/i"], [p + "/on"], axis=0),
+            helper.make_node("MatMul", [p + "/xd", quantized[node.input[1]]], [p + "/quant"]),
+            helper.make_node("Gather", [SWITCH, i], [p + "/on"], axis=0),
             helper.make_node("Sub", [p + "/quant", p + "/float"], [p + "/delta"]),
             helper.make_node("Mul", [p + "/delta", p + "/on"], [p + "/scaled"]),
             helper.make_node("Add", [p + "/float", p + "/scaled"], [out]),
         ]
-        names.append(node.name)
-    ordered = []
-    for node in model.graph.node:
-        ordered.append(node)
-        ordered += extra_nodes.get(id(node), [])
-    del model.graph.node[:]
-    model.graph.node.extend(ordered)
-    model.graph.initializer.extend(extra_inits)
-    model.graph.input.append(helper.make_tensor_value_info(SWITCH, TensorProto.FLOAT, [len(nodes)]))
+
+    def insert(graph: Any) -> None:
+        ordered = []
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.g is not None and attr.g.node:
+                    insert(attr.g)
+            ordered.append(node)
+            ordered += extra_nodes.get(node.output[0], []) if node.output else []
+        del graph.node[:]
+        graph.node.extend(ordered)
+
+    insert(model.graph)
+    model.graph.initializer.extend(extra_inits)  # top level: subgraphs read outer-scope values
+    model.graph.input.append(helper.make_tensor_value_info(SWITCH, TensorProto.FLOAT, [len(names)]))
     onnx.save(model, str(dst), save_as_external_data=True, location=dst.name + "_data")
     return names
 
