@@ -52,16 +52,16 @@ def build_tiny(entry: Entry, out_dir: Path, seed: int) -> Path:
 
 
 def _images() -> list[tuple[str, Any]]:
-    from edgetf.vision.samples import parity_images
+    from ..inputs import images
 
-    return parity_images()
+    return images()
 
 
 def _model_outputs(pipe: Any, image: Any) -> dict[str, np.ndarray]:
     """The reference model's raw outputs on the reference processor's pixels."""
     import torch
 
-    inputs = pipe.image_processor(images=[image], return_tensors="pt")
+    inputs = pipe.image_processor(images=[image.convert("RGB")], return_tensors="pt")  # as its pipeline does
     with torch.no_grad():
         out = pipe.model(**inputs)
     return {k: v.detach().numpy() for k, v in out.items() if isinstance(v, torch.Tensor)}
