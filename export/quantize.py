@@ -51,11 +51,28 @@ PRESETS: dict[str, Preset] = {
 
 # Recipe ladder, mildest first: verification keeps the first whose gate is settled (export/gates.py).
 # "sensitive-K": the K MatMuls whose float restoration lowers the output error most on the calibration
-# feeds (see sensitivity()) stay float; needs calibration feeds, skipped without. "ffn-out-float": the
-# fixed name list below, the last resort.
+# feeds (see sensitivity()) stay float; needs calibration feeds, skipped without (also measured inside
+# If subgraphs: merged decoders). "ffn-out-float": the FFN down-projections (name list below) stay float.
+# "ffn-blockwise", the last resort: the FFN up- and down-projections become MatMulNBits with 8-bit
+# weights in blocks of BLOCKWISE_BLOCK and activations quantized per row and block (accuracy_level 4),
+# the other MatMuls dynamic int8 as in "all". Where the error is spread over every layer (real
+# all-MiniLM-L6-v2: no handful of float nodes lifts short and non-Latin texts above 0.99 cosine),
+# per-block activation scales remove what per-tensor ones lose to a few outlier channels and tokens.
 SENSITIVE_STEPS = (1, 2, 4, 8)
 EIGHT_BIT = ("q8", "int8", "uint8")  # the dtypes the ladder applies to
-LEVELS = ("all", *(f"sensitive-{k}" for k in SENSITIVE_STEPS), "ffn-out-float")
+LEVELS = ("all", *(f"sensitive-{k}" for k in SENSITIVE_STEPS), "ffn-out-float", "ffn-blockwise")
+BLOCKWISE_BLOCK = 128
+# FFN up-projections (with FFN_OUT_PATTERNS: the "ffn-blockwise" nodes)
+FFN_IN_PATTERNS = (
+    r"layer\.\d+/intermediate/dense/MatMul",  # BERT, RoBERTa, ViT
+    r"/ffn/lin1/MatMul",  # DistilBERT
+    r"/mlp/c_fc/(MatMul|Gemm)",  # GPT-2
+    r"/fc1/MatMul",  # BART, Marian, Whisper
+    r"/DenseReluDense/wi(_\d)?/MatMul",  # T5
+    r"/feed_forward/intermediate_dense/MatMul",  # Wav2Vec2
+    r"/pwconv1/MatMul",  # ConvNeXT
+    r"/mlp/fc1/MatMul",  # Swin
+)
 # FFN down-projections: where trained transformers carry activation outliers.
 FFN_OUT_PATTERNS = (
     r"layer\.\d+/output/dense/MatMul",  # BERT, RoBERTa, ViT
@@ -139,8 +156,12 @@ def quantize_q8(
     chosen = preset(target)
     wtype = weight_type or chosen.weight_type
     kept_float: list[dict[str, Any]] = []
+    blockwise: list[str] = []
     if level == "ffn-out-float":
         exclude = matching_nodes(src, FFN_OUT_PATTERNS, op_types)
+    elif level == "ffn-blockwise":
+        blockwise = matching_nodes(src, FFN_IN_PATTERNS + FFN_OUT_PATTERNS, ("MatMul",))
+        exclude = []
     elif level.startswith("sensitive-"):
         if not calibration:
             raise ValueError(f"quantization level {level!r} needs calibration feeds (none were recorded)")
@@ -161,6 +182,8 @@ def quantize_q8(
             onnx.save(onnx.load(str(src)), str(inline))
             model_in = Path(tmp) / "pre.onnx"
             quant_pre_process(str(inline), str(model_in), skip_symbolic_shape=True)
+        if blockwise:
+            model_in = blockwise_8bit(model_in, Path(tmp) / "blockwise.onnx", blockwise)
         quantize_dynamic(
             str(model_in),
             str(dst),
@@ -183,10 +206,38 @@ def quantize_q8(
         "level": level,
         "op_types": list(op_types),
         "excluded_nodes": len(exclude),
+        **(
+            {
+                "blockwise_nodes": len(blockwise),
+                "blockwise": {"bits": 8, "block_size": BLOCKWISE_BLOCK, "accuracy_level": 4},
+            }
+            if blockwise
+            else {}
+        ),
         **({"float_nodes": kept_float_record(kept_float)} if kept_float else {}),
         "preprocess": preprocess,
         "subgraphs": subgraphs,
     }
+
+
+def blockwise_8bit(src: Path, dst: Path, nodes: list[str]) -> Path:
+    """``nodes`` (MatMuls with constant weights) of ``src`` as MatMulNBits: symmetric 8-bit weights in
+    blocks of BLOCKWISE_BLOCK along K, activations quantized per row and block at run time
+    (accuracy_level 4: int8 compute). Writes ``dst`` and returns it."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(str(src)),
+        bits=8,
+        block_size=BLOCKWISE_BLOCK,
+        is_symmetric=True,
+        accuracy_level=4,
+        nodes_to_exclude=[name for name in matching_nodes(src, (r".",), ("MatMul",)) if name not in set(nodes)],
+    )  # (onnxruntime 1.32 ignores nodes_to_include: exclude the others)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(dst), use_external_data_format=True)
+    return dst
 
 
 def quantize_q4(src: Path, dst: Path, *, block_size: int = 32) -> dict[str, Any]:
