@@ -52,16 +52,16 @@ def build_tiny(entry: Entry, out_dir: Path, seed: int) -> Path:
 
 
 def _images() -> list[tuple[str, Any]]:
-    from ..inputs import images
+    from edgetf.vision.samples import parity_images
 
-    return images()
+    return parity_images()
 
 
 def _model_outputs(pipe: Any, image: Any) -> dict[str, np.ndarray]:
     """The reference model's raw outputs on the reference processor's pixels."""
     import torch
 
-    inputs = pipe.image_processor(images=[image.convert("RGB")], return_tensors="pt")  # as its pipeline does
+    inputs = pipe.image_processor(images=[image], return_tensors="pt")
     with torch.no_grad():
         out = pipe.model(**inputs)
     return {k: v.detach().numpy() for k, v in out.items() if isinstance(v, torch.Tensor)}
