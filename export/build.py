@@ -118,9 +118,15 @@ def _write_bundle(
 
     reports: dict[str, Any] = {}
     shared_reference: dict[str, Any] = {}
+    if verify and "fp32" not in dtypes and any(d in quantize.EIGHT_BIT for d in dtypes):
+        # The ladder's sensitive levels and the random-weight gate need the feeds the fp32 graph runs:
+        # without fp32 among the dtypes, one unreported fp32 pass records them (and the reference).
+        t0 = time.perf_counter()
+        spec.check(CheckContext(entry, ckpt, bundle, "fp32", inputs, shared_reference))
+        step("calibration pass on the fp32 graph (fp32 not requested)", t0)
     for dtype in sorted(dtypes, key=lambda d: d != "fp32"):  # fp32 first: the others derive from it
         t0 = time.perf_counter()
-        levels = quantize.ladder(calibration_feeds(shared_reference)) if dtype in ("q8", "int8", "uint8") else ("all",)
+        levels = quantize.ladder(calibration_feeds(shared_reference)) if dtype in quantize.EIGHT_BIT else ("all",)
         report: dict[str, Any] = {}
         for level in levels:
             recipe = {}

@@ -17,6 +17,11 @@ CATALOG = ROOT / "models" / "catalog.toml"
 CORPUS = Path(__file__).resolve().parent / "data" / "corpus.txt"
 
 
+# What an entry's ``parity`` table may hold: extra verification inputs and a wider fp32 tolerance. The
+# quantized gates (agreement, cosine, IoU ...) are per task in export/gates.py, never per entry.
+PARITY_KEYS = frozenset({"inputs", "fp32_tolerance", "max_relative_error"})
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str
@@ -61,8 +66,14 @@ def load(path: Path = CATALOG) -> list[Entry]:
         if unknown:
             raise ValueError(
                 f"{path}: entry {raw.get('name')!r} has unknown keys {sorted(unknown)}; an entry names name, task, "
-                "source, dtypes, parity (extra inputs, thresholds) and tiny (its recipe); export and quantization "
+                "source, dtypes, parity (extra inputs, fp32 tolerance) and tiny (its recipe); export and quantization "
                 "knowledge is per family in edgetf/families.py"
+            )
+        parity_unknown = set(raw.get("parity", {})) - PARITY_KEYS
+        if parity_unknown:
+            raise ValueError(
+                f"{path}: entry {raw.get('name')!r} has unknown parity keys {sorted(parity_unknown)}; accepted: "
+                f"{', '.join(sorted(PARITY_KEYS))}. Quantized-dtype thresholds are per task in export/gates.py"
             )
         entries.append(
             Entry(

@@ -87,7 +87,8 @@ _COSINE_HEADROOM = _rule(
     "min_cosine",
     ">=",
     0.993,
-    "all-MiniLM-L6-v2: 0.9934 on the gate's texts held 0.9915 on 70 unseen sentences; 0.9909 held only 0.984",
+    "all-MiniLM-L6-v2 on the 57 built-in texts vs 68 unseen sentences: ffn-blockwise 0.9931 held 0.9956, "
+    "FFN outputs float 0.9892 held 0.9936, level all 0.9728 held 0.9842",
 )
 _GENERATION = (
     _rule(

@@ -51,10 +51,28 @@ PRESETS: dict[str, Preset] = {
 
 # Recipe ladder, mildest first: verification keeps the first whose gate is settled (export/gates.py).
 # "sensitive-K": the K MatMuls whose float restoration lowers the output error most on the calibration
-# feeds (see sensitivity()) stay float; needs calibration feeds, skipped without. "ffn-out-float": the
-# fixed name list below, the last resort.
+# feeds (see sensitivity()) stay float; needs calibration feeds, skipped without (also measured inside
+# If subgraphs: merged decoders). "ffn-out-float": the FFN down-projections (name list below) stay float.
+# "ffn-blockwise", the last resort: the FFN up- and down-projections become MatMulNBits with 8-bit
+# weights in blocks of BLOCKWISE_BLOCK and activations quantized per row and block (accuracy_level 4),
+# the other MatMuls dynamic int8 as in "all". Where the error is spread over every layer (real
+# all-MiniLM-L6-v2: no handful of float nodes lifts short and non-Latin texts above 0.99 cosine),
+# per-block activation scales remove what per-tensor ones lose to a few outlier channels and tokens.
 SENSITIVE_STEPS = (1, 2, 4, 8)
-LEVELS = ("all", *(f"sensitive-{k}" for k in SENSITIVE_STEPS), "ffn-out-float")
+EIGHT_BIT = ("q8", "int8", "uint8")  # the dtypes the ladder applies to
+LEVELS = ("all", *(f"sensitive-{k}" for k in SENSITIVE_STEPS), "ffn-out-float", "ffn-blockwise")
+BLOCKWISE_BLOCK = 128
+# FFN up-projections (with FFN_OUT_PATTERNS: the "ffn-blockwise" nodes)
+FFN_IN_PATTERNS = (
+    r"layer\.\d+/intermediate/dense/MatMul",  # BERT, RoBERTa, ViT
+    r"/ffn/lin1/MatMul",  # DistilBERT
+    r"/mlp/c_fc/(MatMul|Gemm)",  # GPT-2
+    r"/fc1/MatMul",  # BART, Marian, Whisper
+    r"/DenseReluDense/wi(_\d)?/MatMul",  # T5
+    r"/feed_forward/intermediate_dense/MatMul",  # Wav2Vec2
+    r"/pwconv1/MatMul",  # ConvNeXT
+    r"/mlp/fc1/MatMul",  # Swin
+)
 # FFN down-projections: where trained transformers carry activation outliers.
 FFN_OUT_PATTERNS = (
     r"layer\.\d+/output/dense/MatMul",  # BERT, RoBERTa, ViT
@@ -138,8 +156,12 @@ def quantize_q8(
     chosen = preset(target)
     wtype = weight_type or chosen.weight_type
     kept_float: list[dict[str, Any]] = []
+    blockwise: list[str] = []
     if level == "ffn-out-float":
         exclude = matching_nodes(src, FFN_OUT_PATTERNS, op_types)
+    elif level == "ffn-blockwise":
+        blockwise = matching_nodes(src, FFN_IN_PATTERNS + FFN_OUT_PATTERNS, ("MatMul",))
+        exclude = []
     elif level.startswith("sensitive-"):
         if not calibration:
             raise ValueError(f"quantization level {level!r} needs calibration feeds (none were recorded)")
@@ -160,6 +182,8 @@ def quantize_q8(
             onnx.save(onnx.load(str(src)), str(inline))
             model_in = Path(tmp) / "pre.onnx"
             quant_pre_process(str(inline), str(model_in), skip_symbolic_shape=True)
+        if blockwise:
+            model_in = blockwise_8bit(model_in, Path(tmp) / "blockwise.onnx", blockwise)
         quantize_dynamic(
             str(model_in),
             str(dst),
@@ -182,10 +206,38 @@ def quantize_q8(
         "level": level,
         "op_types": list(op_types),
         "excluded_nodes": len(exclude),
+        **(
+            {
+                "blockwise_nodes": len(blockwise),
+                "blockwise": {"bits": 8, "block_size": BLOCKWISE_BLOCK, "accuracy_level": 4},
+            }
+            if blockwise
+            else {}
+        ),
         **({"float_nodes": kept_float_record(kept_float)} if kept_float else {}),
         "preprocess": preprocess,
         "subgraphs": subgraphs,
     }
+
+
+def blockwise_8bit(src: Path, dst: Path, nodes: list[str]) -> Path:
+    """``nodes`` (MatMuls with constant weights) of ``src`` as MatMulNBits: symmetric 8-bit weights in
+    blocks of BLOCKWISE_BLOCK along K, activations quantized per row and block at run time
+    (accuracy_level 4: int8 compute). Writes ``dst`` and returns it."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(str(src)),
+        bits=8,
+        block_size=BLOCKWISE_BLOCK,
+        is_symmetric=True,
+        accuracy_level=4,
+        nodes_to_exclude=[name for name in matching_nodes(src, (r".",), ("MatMul",)) if name not in set(nodes)],
+    )  # (onnxruntime 1.32 ignores nodes_to_include: exclude the others)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(dst), use_external_data_format=True)
+    return dst
 
 
 def quantize_q4(src: Path, dst: Path, *, block_size: int = 32) -> dict[str, Any]:
@@ -450,10 +502,24 @@ def make_dtype(
 SWITCH = "edgetf_quantize_switch"
 
 
-def constant_matmuls(model: Any) -> list[Any]:
-    """The top-level MatMul nodes whose second input is a 2-D initializer (what q8 quantizes)."""
-    shapes = {init.name: len(init.dims) for init in model.graph.initializer}
-    return [n for n in model.graph.node if n.op_type == "MatMul" and shapes.get(n.input[1]) == 2]
+def constant_matmuls(model: Any) -> list[tuple[Any, Any]]:
+    """(graph, node) for each MatMul whose second input is a 2-D initializer (what q8 quantizes), also
+    inside If/Loop subgraphs (merged decoders keep every layer inside the branches of an If; their
+    weights are top-level initializers both branches read)."""
+    found: list[tuple[Any, Any]] = []
+    shapes: dict[str, int] = {}
+
+    def walk(graph: Any) -> None:
+        shapes.update({init.name: len(init.dims) for init in graph.initializer})
+        for node in graph.node:
+            if node.op_type == "MatMul" and len(node.input) > 1 and shapes.get(node.input[1]) == 2:
+                found.append((graph, node))
+            for attr in node.attribute:
+                if attr.g is not None and attr.g.node:
+                    walk(attr.g)
+
+    walk(model.graph)
+    return found
 
 
 def fake_quantized_weight(weight: Any, weight_type: str) -> Any:
@@ -476,42 +542,67 @@ def switch_model(src: Path, dst: Path, weight_type: str) -> list[str]:
     """Write a copy of ``src`` where each quantizable MatMul computes both its float product and its
     dynamically quantized one (u8 activations per tensor, 8-bit weights per channel) and blends them by
     ``edgetf_quantize_switch[i]`` (1: quantized, 0: float). One session then measures any set of
-    quantized nodes. Returns the node names in switch order."""
+    quantized nodes. Nodes inside subgraphs are switched too; nodes of the same name (the same layer in
+    both branches of a merged decoder's If) share one switch, as they share one entry of the
+    quantizer's ``nodes_to_exclude``. Returns the node names in switch order."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.load(str(src))
-    weights = {init.name: init for init in model.graph.initializer}
-    nodes = constant_matmuls(model)
-    names, extra_inits, extra_nodes = [], [], {}
-    for i, node in enumerate(nodes):
-        p = f"edgetf_switch/{i}"
-        wq = fake_quantized_weight(numpy_helper.to_array(weights[node.input[1]]), weight_type)
-        extra_inits += [
-            numpy_helper.from_array(wq, p + "/wq"),
-            numpy_helper.from_array(np.array([i], np.int64), p + "/i"),
-        ]
+    weights: dict[str, Any] = {}
+
+    def collect(graph: Any) -> None:
+        weights.update({init.name: init for init in graph.initializer})
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.g is not None and attr.g.node:
+                    collect(attr.g)
+
+    collect(model.graph)
+    names: list[str] = []
+    index: dict[str, int] = {}
+    quantized: dict[str, str] = {}  # weight initializer -> its fake-quantized copy
+    extra_inits, extra_nodes = [], {}
+    for j, (_, node) in enumerate(constant_matmuls(model)):
+        name = node.name or node.output[0]
+        if name not in index:
+            index[name] = len(names)
+            names.append(name)
+            extra_inits.append(
+                numpy_helper.from_array(np.array([index[name]], np.int64), f"edgetf_switch/{index[name]}/i")
+            )
+        if node.input[1] not in quantized:
+            quantized[node.input[1]] = f"edgetf_switch/w{len(quantized)}"
+            wq = fake_quantized_weight(numpy_helper.to_array(weights[node.input[1]]), weight_type)
+            extra_inits.append(numpy_helper.from_array(wq, quantized[node.input[1]]))
+        p, i = f"edgetf_switch/n{j}", f"edgetf_switch/{index[name]}/i"
         out = node.output[0]
         node.output[0] = p + "/float"
-        extra_nodes[id(node)] = [
+        extra_nodes[node.output[0]] = [  # keyed by the renamed output: protobuf wrappers' ids are not stable
             helper.make_node("DynamicQuantizeLinear", [node.input[0]], [p + "/xq", p + "/xs", p + "/xz"]),
             helper.make_node("DequantizeLinear", [p + "/xq", p + "/xs", p + "/xz"], [p + "/xd"]),
-            helper.make_node("MatMul", [p + "/xd", p + "/wq"], [p + "/quant"]),
-            helper.make_node("Gather", [SWITCH, p + "/i"], [p + "/on"], axis=0),
+            helper.make_node("MatMul", [p + "/xd", quantized[node.input[1]]], [p + "/quant"]),
+            helper.make_node("Gather", [SWITCH, i], [p + "/on"], axis=0),
             helper.make_node("Sub", [p + "/quant", p + "/float"], [p + "/delta"]),
             helper.make_node("Mul", [p + "/delta", p + "/on"], [p + "/scaled"]),
             helper.make_node("Add", [p + "/float", p + "/scaled"], [out]),
         ]
-        names.append(node.name)
-    ordered = []
-    for node in model.graph.node:
-        ordered.append(node)
-        ordered += extra_nodes.get(id(node), [])
-    del model.graph.node[:]
-    model.graph.node.extend(ordered)
-    model.graph.initializer.extend(extra_inits)
-    model.graph.input.append(helper.make_tensor_value_info(SWITCH, TensorProto.FLOAT, [len(nodes)]))
+
+    def insert(graph: Any) -> None:
+        ordered = []
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.g is not None and attr.g.node:
+                    insert(attr.g)
+            ordered.append(node)
+            ordered += extra_nodes.get(node.output[0], []) if node.output else []
+        del graph.node[:]
+        graph.node.extend(ordered)
+
+    insert(model.graph)
+    model.graph.initializer.extend(extra_inits)  # top level: subgraphs read outer-scope values
+    model.graph.input.append(helper.make_tensor_value_info(SWITCH, TensorProto.FLOAT, [len(names)]))
     onnx.save(model, str(dst), save_as_external_data=True, location=dst.name + "_data")
     return names
 

@@ -125,13 +125,24 @@ def unigram_pieces(words: dict[str, int], vocab_size: int, specials: list[str]) 
 def train_tokenizer(spec: dict[str, Any], max_length: int | None = None) -> Any:
     """Train a tokenizer on the corpus and wrap it in the transformers fast class named by ``class``."""
     import transformers
+
+    tok, wrap = learn_tokenizer(spec)
+    cls = getattr(transformers, wrap.pop("class"))
+    model_max_length = wrap.pop("model_max_length") or max_length
+    return cls(tokenizer_object=tok, model_max_length=model_max_length, **wrap)
+
+
+def learn_tokenizer(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The `tokenizers` Tokenizer a tiny recipe's ``tokenizer`` spec learns from the corpus (no transformers
+    import), and the keyword arguments of its transformers wrapper (``class``, ``model_max_length``, the
+    special tokens and class options)."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     spec = dict(spec)
     kind, cls_name = spec.pop("kind"), spec.pop("class")
     vocab_size = int(spec.pop("vocab_size", 1000))
     lowercase = bool(spec.pop("lowercase", False))
-    model_max_length = spec.pop("model_max_length", max_length)
+    model_max_length = spec.pop("model_max_length", None)
     lines = corpus_lines(spec.pop("extra_text", None))
     if kind == "wordpiece":
         specials = SPECIALS["wordpiece"]
@@ -194,8 +205,7 @@ def train_tokenizer(spec: dict[str, Any], max_length: int | None = None) -> Any:
         raise ValueError(f"unknown tokenizer kind {kind!r}; use wordpiece, bpe or unigram")
     if spec:
         raise ValueError(f"unknown tokenizer recipe keys {sorted(spec)}")
-    cls = getattr(transformers, cls_name)
-    return cls(tokenizer_object=tok, model_max_length=model_max_length, **specials, **kwargs)
+    return tok, {"class": cls_name, "model_max_length": model_max_length, **specials, **kwargs}
 
 
 def build(entry: Entry, out_dir: Path, *, seed: int = 0) -> Path:

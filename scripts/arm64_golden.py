@@ -2,6 +2,7 @@
 
     python scripts/arm64_golden.py record MODELS_DIR OUT.json [--dtypes fp32 q8] [--threads 1]
     python scripts/arm64_golden.py compare HOST.json OTHER.json [--tol 1e-4] [--dtypes q8] [--summary S.json]
+    python scripts/arm64_golden.py verify MODELS_DIR [--summary S.json]
 
 `record` runs, for every bundle folder under MODELS_DIR (a subfolder with config.json, as
 `python -m edgetf demo` finds them) and each dtype it has, ``edgetf.pipeline(None, folder)`` on
@@ -17,6 +18,9 @@ so a newly added task is covered by its demo input as soon as its bundles exist.
 - q8 (and other dtypes) are reported, never failed: int8 kernels differ across CPUs. "top-1" counts
   inputs whose answer is the same: every discrete leaf equal after cutting each ranked list (a list of
   dicts with a numeric "score", best first) to its first element.
+
+`verify` runs `python -m edgetf verify` on every bundle under MODELS_DIR (checksums, then each dtype's
+golden feeds against the bounds recorded at export) and exits 1 when any bundle fails.
 
 Imports only edgetf, numpy and the standard library (it runs inside the emulated aarch64 venv).
 """
@@ -359,6 +363,25 @@ def table(rows: list[dict[str, Any]], host: dict[str, Any], other: dict[str, Any
     return "\n".join(lines)
 
 
+def verify_all(models: Path, log: Any = print) -> dict[str, Any]:
+    """`edgetf verify` (edgetf.verify.verify_bundle) on every bundle under ``models``."""
+    from edgetf.errors import EdgetfError
+    from edgetf.verify import format_report, verify_bundle
+
+    reports = {}
+    for folder in bundles(models):
+        try:
+            report = verify_bundle(folder)
+            log(format_report(report))
+        except EdgetfError as exc:  # no goldens (older bundle) or an unreadable one: a failure, said in a line
+            report = {"bundle": str(folder), "passed": False, "error": str(exc), "dtypes": {}}
+            log(f"{folder}:\n  FAIL {exc}")
+        reports[folder.name] = report
+    passed = sum(r["passed"] for r in reports.values())
+    log(f"\nedgetf verify on {platform.machine()}: {passed}/{len(reports)} bundles pass")
+    return {"machine": platform.machine(), "passed": passed == len(reports) > 0, "bundles": reports}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="arm64_golden.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -373,7 +396,15 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--tol", type=float, default=1e-4)
     cmp.add_argument("--dtypes", nargs="+", help="compare only these dtypes (default: every dtype recorded)")
     cmp.add_argument("--summary", help="also write the rows as JSON here")
+    ver = sub.add_parser("verify", help="`python -m edgetf verify` on every bundle; exit 1 if any fails")
+    ver.add_argument("models")
+    ver.add_argument("--summary", help="also write the per-bundle reports as JSON here")
     args = parser.parse_args(argv)
+    if args.command == "verify":
+        result = verify_all(Path(args.models), log=lambda m: print(m, flush=True))
+        if args.summary:
+            Path(args.summary).write_text(json.dumps(result, indent=1))
+        return 0 if result["passed"] else 1
     if args.command == "record":
         print(f"recording on {platform.machine()}: {args.models} -> {args.out}", flush=True)
         data = record(Path(args.models), args.dtypes, args.threads, log=lambda m: print(m, flush=True))

@@ -99,3 +99,12 @@ def test_bundle_without_goldens_says_so(sst2, tmp_path):
         verify_bundle(copy)
     with pytest.raises(BundleError, match="has: fp32, q8"):
         verify_bundle(sst2.bundle, ["q4"])
+
+
+def test_file_of_another_size_is_a_checksum_failure_not_an_error(sst2, tmp_path, capsys):
+    copy = tmp_path / "sst2"
+    shutil.copytree(sst2.bundle, copy)
+    (copy / "onnx" / "model_quantized.onnx").write_bytes(b"not a graph")  # a truncated or swapped copy
+    assert main(["verify", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert "CHECKSUM FAIL onnx/model_quantized.onnx" in out and "bytes but edgetf.json records" in out
