@@ -12,8 +12,8 @@ import soundfile as sf
 
 import edgetf
 from edgetf.audio import load_audio
+from edgetf.audio.samples import parity_signals, speech_like, synthesized_speech
 from edgetf.errors import InvalidInputError
-from export.tasks.speech import parity_signals, speech_like, synthesized_speech
 
 SR = 16000
 ASR = "automatic-speech-recognition"
