@@ -301,7 +301,7 @@ def test_classification_bad_input(ks_pipe, bad, options, match) -> None:
 
 def test_task_from_bundle_config(ks, ctc) -> None:
     assert type(edgetf.pipeline(None, ks.bundle)).__name__ == "AudioClassificationPipeline"
-    assert type(edgetf.pipeline(None, ctc.bundle)).__name__ == "AutomaticSpeechRecognitionPipeline"
+    assert type(edgetf.pipeline(None, ctc.bundle)).__name__ == "CTCSpeechRecognitionPipeline"
     assert edgetf.pipeline(None, ks.bundle).dtype == "q8"  # the verified quantized file is the default
 
 

@@ -44,7 +44,7 @@ def whisper_tokenizer(
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-    from edgetf.text.whisper_languages import LANGUAGES
+    from edgetf.whisper.tokens import LANGUAGES
 
     from ..tiny import corpus_lines
 
@@ -137,7 +137,7 @@ def _whisper_generation(tokenizer: Any, multilingual: bool, max_length: int) -> 
         "alignment_heads": [[1, 0], [1, 1]],
     }
     if multilingual:
-        from edgetf.text.whisper_languages import LANGUAGES
+        from edgetf.whisper.tokens import LANGUAGES
 
         vocab = tokenizer.get_vocab()  # only the languages this tokenizer has (99, or 100 as large-v3)
         fields["lang_to_id"] = {f"<|{c}|>": vocab[f"<|{c}|>"] for c in LANGUAGES if f"<|{c}|>" in vocab}
