@@ -102,7 +102,7 @@ def entries(quick: bool) -> dict[str, Any]:
 
 
 def clip(seconds: float) -> Any:
-    from export.tasks.speech import speech_like
+    from edgetf.audio.samples import speech_like
 
     return speech_like(seconds, 16000, 3).astype("float32")
 

@@ -69,7 +69,7 @@ def pipeline(
         # architecture is only a guess (a masked-LM checkpoint exported for feature extraction keeps
         # "BertForMaskedLM"), so the asked task is taken as it is.
         resolved = check_compatible(task, bundle.task, str(bundle.root))
-    cls = pipeline_class(resolved)
+    cls = pipeline_class(resolved, bundle.config)
     return cls(
         bundle,
         task=resolved,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ class TaskSpec:
     name: str
     module: str  # under edgetf.pipelines
     cls: str
+    # (module, class) for bundles whose config.json sets is_encoder_decoder, when the task has both kinds
+    encoder_decoder: tuple[str, str] | None = None
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -33,7 +36,12 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("summarization", "text2text", "SummarizationPipeline"),
         TaskSpec("translation", "text2text", "TranslationPipeline"),
         TaskSpec("text2text-generation", "text2text", "Text2TextGenerationPipeline"),
-        TaskSpec("automatic-speech-recognition", "speech_recognition", "AutomaticSpeechRecognitionPipeline"),
+        TaskSpec(
+            "automatic-speech-recognition",
+            "ctc_asr",
+            "CTCSpeechRecognitionPipeline",
+            encoder_decoder=("whisper_asr", "WhisperSpeechRecognitionPipeline"),
+        ),
         TaskSpec("audio-classification", "audio_classification", "AudioClassificationPipeline"),
         TaskSpec("image-classification", "image_classification", "ImageClassificationPipeline"),
         TaskSpec("object-detection", "object_detection", "ObjectDetectionPipeline"),
@@ -101,14 +109,19 @@ def supported_tasks() -> list[str]:
     return [t for t in TASKS if is_supported(t)]
 
 
-def pipeline_class(task: str) -> type:
+def pipeline_class(task: str, config: Mapping[str, Any] | None = None) -> type:
+    """The pipeline class of a task; with a bundle's config.json, the one for that kind of model
+    (an encoder-decoder bundle takes the spec's ``encoder_decoder`` class when it has one)."""
     spec = TASKS[normalize_task(task)]
     if not is_supported(spec.name):
         raise UnknownTaskError(
             f"task {spec.name!r} is not yet supported by this edgetf; supported: {', '.join(supported_tasks())}"
         )
-    module = importlib.import_module(f"edgetf.pipelines.{spec.module}")
-    return getattr(module, spec.cls)
+    module_name, cls = spec.module, spec.cls
+    if spec.encoder_decoder is not None and config is not None and config.get("is_encoder_decoder"):
+        module_name, cls = spec.encoder_decoder
+    module = importlib.import_module(f"edgetf.pipelines.{module_name}")
+    return getattr(module, cls)
 
 
 def task_from_config(config: dict[str, Any], *, has_tokenizer: bool = True) -> str | None:

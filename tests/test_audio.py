@@ -16,7 +16,7 @@ SR = 16000
 
 
 def _signals() -> dict[str, np.ndarray]:
-    from export.tasks.speech import speech_like
+    from edgetf.audio.samples import speech_like
 
     rng = np.random.default_rng(1)
     return {

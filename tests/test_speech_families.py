@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 import edgetf
+from edgetf.audio.samples import parity_signals, speech_like
 from edgetf.errors import BundleError
-from export.tasks.speech import parity_signals, speech_like
 
 SR = 16000
 ASR = "automatic-speech-recognition"

@@ -12,11 +12,12 @@ import pytest
 
 import edgetf
 from edgetf.audio.chunks import chunk_sizes, iter_chunks, rescale_stride
-from edgetf.audio.whisper import TimestampRules, split_segments
 from edgetf.bundle import Bundle
 from edgetf.text.ctc import CTCVocab
 from edgetf.text.tokenizer import TextTokenizer
-from edgetf.text.whisper import ChunkOutput, WhisperText, longest_common_sequence
+from edgetf.whisper.seek import TimestampRules, split_segments
+from edgetf.whisper.segments import ChunkOutput, decode_asr, longest_common_sequence
+from edgetf.whisper.tokens import WhisperTokens
 
 SR = 16000
 
@@ -114,7 +115,7 @@ def test_longest_common_sequence_matches_reference() -> None:
         assert longest_common_sequence(pieces) == list(_find_longest_common_sequence(pieces)), pieces
 
 
-def _random_stream(rng, text: WhisperText, vocab_text: int, special: list[int]) -> list[int]:
+def _random_stream(rng, text: WhisperTokens, vocab_text: int, special: list[int]) -> list[int]:
     tb = text.timestamp_begin
     ids: list[int] = []
     time = int(rng.integers(0, 40))
@@ -139,7 +140,7 @@ def test_decode_asr_matches_reference(whisper, return_timestamps) -> None:
     from transformers import AutoTokenizer
 
     ref = AutoTokenizer.from_pretrained(whisper.checkpoint)
-    text = WhisperText(TextTokenizer.from_bundle(Bundle.open(whisper.bundle)))
+    text = WhisperTokens(TextTokenizer.from_bundle(Bundle.open(whisper.bundle)))
     special = [text.tokenizer.token_to_id(t) for t in ("<|en|>", "<|fr|>", "<|transcribe|>", "<|endoftext|>")]
     vocab_text = text.tokenizer.token_to_id("<|endoftext|>")
     rng = np.random.default_rng(2)
@@ -160,8 +161,8 @@ def test_decode_asr_matches_reference(whisper, return_timestamps) -> None:
         expected = ref._decode_asr(
             ref_outputs, return_timestamps=return_timestamps, return_language=language, time_precision=0.02
         )
-        got = text.decode_asr(
-            outputs, return_timestamps=return_timestamps, return_language=language, time_precision=0.02
+        got = decode_asr(
+            text, outputs, return_timestamps=return_timestamps, return_language=language, time_precision=0.02
         )
         assert got == expected, [o.tokens for o in outputs]
 

@@ -10,8 +10,8 @@ import soundfile as sf
 
 import edgetf
 from edgetf.audio import load_audio
+from edgetf.audio.samples import parity_signals, speech_like, synthesized_speech
 from edgetf.errors import InvalidInputError
-from export.tasks.speech import parity_signals, speech_like, synthesized_speech
 
 SR = 16000
 ASR = "automatic-speech-recognition"
@@ -301,7 +301,7 @@ def test_classification_bad_input(ks_pipe, bad, options, match) -> None:
 
 def test_task_from_bundle_config(ks, ctc) -> None:
     assert type(edgetf.pipeline(None, ks.bundle)).__name__ == "AudioClassificationPipeline"
-    assert type(edgetf.pipeline(None, ctc.bundle)).__name__ == "AutomaticSpeechRecognitionPipeline"
+    assert type(edgetf.pipeline(None, ctc.bundle)).__name__ == "CTCSpeechRecognitionPipeline"
     assert edgetf.pipeline(None, ks.bundle).dtype == "q8"  # the verified quantized file is the default
 
 

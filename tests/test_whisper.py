@@ -12,8 +12,8 @@ import soundfile as sf
 
 import edgetf
 from edgetf.audio import load_audio
+from edgetf.audio.samples import parity_signals, speech_like, synthesized_speech
 from edgetf.errors import InvalidInputError
-from export.tasks.speech import parity_signals, speech_like, synthesized_speech
 
 SR = 16000
 ASR = "automatic-speech-recognition"
@@ -108,9 +108,11 @@ def test_prompt_tokens_follow_language_and_task(pipe) -> None:
     tok = pipe.tokenizer
     audio = parity_signals()["tone"]
     settings = pipe.settings
-    from edgetf.audio.whisper import prompt_tokens
+    from edgetf.whisper.tokens import prompt_tokens
 
     sot = tok.token_to_id("<|startoftranscript|>")
+    assert (pipe.tokens.sot, pipe.tokens.no_timestamps) == (sot, tok.token_to_id("<|notimestamps|>"))
+    assert pipe.tokens.timestamp_begin == tok.token_to_id("<|0.00|>")
 
     def detect() -> int:
         return tok.token_to_id("<|ja|>")
@@ -268,3 +270,4 @@ def test_demo_input(pipe) -> None:
     assert demo.shape == (2 * SR,) and demo.dtype == np.float32
     assert isinstance(pipe(demo)["text"], str)
     assert pipe.cli_inputs(["a.wav"]) == "a.wav"
+    assert type(pipe).__name__ == "WhisperSpeechRecognitionPipeline" and pipe.timestamps_option() is True

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from edgetf.audio.samples import SAMPLING_RATE, parity_signals
+
 from ..catalog import Entry
 from ..inputs import signals as builtin_signals
 from . import CheckContext, TaskExport, register
@@ -25,50 +27,7 @@ from .common import QUANT_MAX_DIFF, edgetf_pipeline, reference, transformers_pip
 
 # Character vocabulary of facebook/wav2vec2-base-960h (CTC blank = <pad>, word delimiter = |).
 CTC_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"]
-SAMPLING_RATE = 16000
 TIE = 1e-6  # scores this close are a tie: either label may come first
-
-
-# ------------------------------------------------------------------------------------------ signals
-def parity_signals(seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic 16 kHz test signals: silence, a tone, noise, a speech-like chirp train, short and long."""
-    rng = np.random.default_rng(seed)
-    sr = SAMPLING_RATE
-
-    def t(seconds: float) -> np.ndarray:
-        return np.arange(int(seconds * sr)) / sr
-
-    tone = 0.5 * np.sin(2 * np.pi * 440 * t(2.0))
-    noise = rng.normal(0, 0.1, int(1.5 * sr))
-    return {
-        "silence": np.zeros(sr, np.float32),
-        "tone": tone.astype(np.float32),
-        "noise": noise.astype(np.float32),
-        "speechlike": speech_like(3.0, sr, seed).astype(np.float32),
-        "short": speech_like(0.3, sr, seed + 1).astype(np.float32),
-    }
-
-
-def speech_like(seconds: float, sr: int = SAMPLING_RATE, seed: int = 0) -> np.ndarray:
-    """Syllable-like bursts: a gliding harmonic source under formant-ish envelopes, with pauses."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    out = np.zeros(n)
-    pos = 0
-    while pos < n:
-        length = int(rng.uniform(0.08, 0.3) * sr)
-        seg_t = np.arange(length) / sr
-        f0 = rng.uniform(90, 220) * (1 + 0.2 * seg_t / max(seg_t[-1], 1e-3))
-        phase = 2 * np.pi * np.cumsum(f0) / sr
-        voiced = sum(
-            np.sin(k * phase) / k * np.exp(-(((k * f0) - rng.uniform(300, 2500)) ** 2) / 2e6) for k in range(1, 12)
-        )
-        envelope = np.sin(np.pi * np.arange(length) / length) ** 2
-        stop = min(n, pos + length)
-        out[pos:stop] += (0.4 * voiced * envelope)[: stop - pos]
-        pos = stop + int(rng.uniform(0.02, 0.2) * sr)
-    out += rng.normal(0, 0.003, n)
-    return out
 
 
 # ------------------------------------------------------------------------------------------ tiny builders
@@ -86,7 +45,7 @@ def whisper_tokenizer(
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-    from edgetf.text.whisper_languages import LANGUAGES
+    from edgetf.whisper.tokens import LANGUAGES
 
     from ..tiny import corpus_lines
 
@@ -179,7 +138,7 @@ def _whisper_generation(tokenizer: Any, multilingual: bool, max_length: int) -> 
         "alignment_heads": [[1, 0], [1, 1]],
     }
     if multilingual:
-        from edgetf.text.whisper_languages import LANGUAGES
+        from edgetf.whisper.tokens import LANGUAGES
 
         vocab = tokenizer.get_vocab()  # only the languages this tokenizer has (99, or 100 as large-v3)
         fields["lang_to_id"] = {f"<|{c}|>": vocab[f"<|{c}|>"] for c in LANGUAGES if f"<|{c}|>" in vocab}
@@ -455,16 +414,3 @@ register(
         build_tiny=build_speech,
     ),
 )
-
-
-def synthesized_speech(text: str, folder: Path) -> Path | None:
-    """A WAV file of ``text`` spoken by espeak-ng (22.05 kHz mono), or None when espeak-ng is not installed."""
-    import shutil
-    import subprocess
-
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        return None
-    path = Path(folder) / f"espeak-{abs(hash(text)) % 10**8}.wav"
-    subprocess.run([exe, "-w", str(path), text], check=True, timeout=60, capture_output=True)
-    return path

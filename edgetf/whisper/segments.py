@@ -1,7 +1,7 @@
 """Whisper token ids -> text and timestamped chunks, as transformers' ``WhisperTokenizer._decode_asr``.
 
 The ASR pipeline hands each chunk's generated ids (and, in chunked mode, its stride in seconds) to
-:meth:`WhisperText.decode_asr`, which walks a small state machine over them:
+:func:`decode_asr`, which walks a small state machine over them:
 
 * language tokens set the current chunk's language; other special tokens are skipped;
 * timestamp tokens open and close segments (``return_timestamps=True``); timestamps that go
@@ -12,18 +12,13 @@ The ASR pipeline hands each chunk's generated ids (and, in chunked mode, its str
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import BundleError
-from .tokenizer import TextTokenizer
-from .whisper_languages import LANGUAGES
-
-_TIMESTAMP_TEXT = re.compile(r"<\|(\d+\.\d+)\|>")
+from .tokens import WhisperTokens
 
 
 @dataclass
@@ -43,61 +38,27 @@ class _Segment:
     done: bool = field(default=False, repr=False)
 
 
-class WhisperText:
-    """Whisper's special-token roles and text assembly over a :class:`TextTokenizer`."""
-
-    def __init__(self, tokenizer: TextTokenizer):
-        self.tokenizer = tokenizer
-
-        def need(token: str) -> int:
-            found = tokenizer.token_to_id(token)
-            if found is None:
-                raise BundleError(f"the Whisper tokenizer has no {token} token")
-            return found
-
-        self.no_timestamps_id = need("<|notimestamps|>")
-        self.timestamp_begin = self.no_timestamps_id + 1
-        self.start_of_transcript_id = need("<|startoftranscript|>")
-        self.start_of_prev_id = tokenizer.token_to_id("<|startofprev|>")
-        self.special_ids = set(tokenizer.all_special_ids)
-
-    # -- decoding ------------------------------------------------------------------------------------
-    def decode(self, ids: Sequence[int]) -> str:
-        """WhisperTokenizerFast.decode(ids): text with timestamp markup removed."""
-        return _TIMESTAMP_TEXT.sub("", self.tokenizer.decode([int(i) for i in ids]))
-
-    def strip_prompt(self, ids: list[int]) -> list[int]:
-        """Drop a <|startofprev|> prompt: keep from <|startoftranscript|> on (nothing if it is missing)."""
-        if ids and ids[0] == self.start_of_prev_id:
-            return ids[ids.index(self.start_of_transcript_id) :] if self.start_of_transcript_id in ids else []
-        return ids
-
-    def language_of(self, token: int) -> str | None:
-        """The language name of a language token id, else None."""
-        text = self.tokenizer.decode([int(token)])
-        return LANGUAGES.get(text[2:-2])
-
-    def decode_asr(
-        self,
-        outputs: Sequence[ChunkOutput],
-        *,
-        return_timestamps: bool,
-        return_language: bool,
-        time_precision: float,
-        segment_size: int = 1500,
-    ) -> tuple[str, dict[str, Any]]:
-        """(full text, {"chunks": [...]} or {}) for the chunk outputs of one input."""
-        state = _State(self, return_timestamps, time_precision, segment_size)
-        for output in outputs:
-            state.consume(output)
-        return state.finish(return_timestamps, return_language)
+def decode_asr(
+    tokens: WhisperTokens,
+    outputs: Sequence[ChunkOutput],
+    *,
+    return_timestamps: bool,
+    return_language: bool,
+    time_precision: float,
+    segment_size: int = 1500,
+) -> tuple[str, dict[str, Any]]:
+    """(full text, {"chunks": [...]} or {}) for the chunk outputs of one input."""
+    state = _State(tokens, return_timestamps, time_precision, segment_size)
+    for output in outputs:
+        state.consume(output)
+    return state.finish(return_timestamps, return_language)
 
 
 class _State:
     """The state machine of ``_decode_asr`` (segment timestamps only; word timestamps are not supported)."""
 
-    def __init__(self, text: WhisperText, return_timestamps: bool, time_precision: float, segment_size: int):
-        self.text = text
+    def __init__(self, tokens: WhisperTokens, return_timestamps: bool, time_precision: float, segment_size: int):
+        self.tokens = tokens
         self.return_timestamps = return_timestamps
         self.time_precision = time_precision
         self.segment_size = segment_size
@@ -112,13 +73,13 @@ class _State:
         return _Segment(self.last_language)
 
     def close(self, resolved: list[int]) -> None:
-        self.chunk.text = self.text.decode(resolved)
+        self.chunk.text = self.tokens.decode(resolved)
         self.chunks.append(self.chunk)
 
     def consume(self, output: ChunkOutput) -> None:
-        tb = self.text.timestamp_begin
+        tb = self.tokens.timestamp_begin
         precision = self.time_precision
-        token_ids = self.text.strip_prompt([int(t) for t in output.tokens])
+        token_ids = self.tokens.strip_prompt([int(t) for t in output.tokens])
         last_timestamp: int | None = None
         first_timestamp: float = tb
         cur_max, prev_segments_len, penultimate = 0.0, 0.0, 0.0
@@ -137,8 +98,8 @@ class _State:
                         last_timestamp = token
         current: list[int] = []
         for i, token in enumerate(token_ids):
-            if token in self.text.special_ids:
-                language = self.text.language_of(token)
+            if token in self.tokens.special_ids:
+                language = self.tokens.language_of(token)
                 if language is not None:
                     if self.last_language and language != self.last_language and not self.return_timestamps:
                         self.previous_tokens.append(current)

@@ -1,12 +1,9 @@
-"""Whisper decoding on top of :mod:`edgetf.generation`: prompt tokens, language detection, timestamp
-rules, and the seek loop of transformers' ``WhisperForConditionalGeneration.generate``.
+"""The seek loop of transformers' ``WhisperForConditionalGeneration.generate`` over :mod:`edgetf.generation`.
 
 ``generate`` in transformers 4.57 always runs Whisper as a loop over 30-second windows ("seek"):
 
-1. the prompt is ``<|startoftranscript|>`` + language + task (+ ``<|notimestamps|>`` without timestamps),
-   from ``language``/``task`` options, else the generation config's ``forced_decoder_ids``; a
-   multilingual model with no language given detects it from the first window (the language token
-   with the highest logit after ``<|startoftranscript|>``);
+1. the prompt (:func:`edgetf.whisper.tokens.prompt_tokens`) is built once, detecting the language from
+   the first window when a multilingual model is given none;
 2. each window is encoded and decoded with the generation config, plus Whisper's logits processors:
    ``begin_suppress_tokens`` at the first position, ``suppress_tokens`` everywhere, and with timestamps
    the timestamp rules (:class:`TimestampRules`);
@@ -19,8 +16,7 @@ i.e. > 30 s without ``chunk_length_s``) runs the loop over the whole spectrogram
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -29,7 +25,7 @@ from ..errors import BundleError, InvalidInputError
 from ..generation import GenerationConfig, Seq2SeqDecoder, generate
 from ..generation.logits import NEG_INF, SuppressTokens, SuppressTokensAtBegin, log_softmax
 from ..session import Session
-from ..text.whisper_languages import LANGUAGES, TASKS, TO_LANGUAGE_CODE
+from .tokens import WhisperSettings, prompt_tokens
 
 
 class TimestampRules:
@@ -85,108 +81,6 @@ def _logsumexp(x: np.ndarray) -> np.float32:
     return np.float32(peak + np.log(np.sum(np.exp(x - peak))))
 
 
-@dataclass(frozen=True)
-class WhisperSettings:
-    """The Whisper fields of generation_config.json (kept in GenerationConfig.extra)."""
-
-    no_timestamps_id: int | None
-    lang_to_id: dict[str, int] | None
-    task_to_id: dict[str, int] | None
-    is_multilingual: bool | None
-    forced_decoder_ids: list[list[Any]] | None
-    max_initial_timestamp_index: int | None
-    return_timestamps: bool
-    language: str | None
-    task: str | None
-
-    @classmethod
-    def from_extra(cls, extra: Mapping[str, Any]) -> WhisperSettings:
-        if extra.get("condition_on_prev_tokens"):
-            raise BundleError("generation_config.json sets condition_on_prev_tokens, which edgetf does not support")
-        return cls(
-            no_timestamps_id=extra.get("no_timestamps_token_id"),
-            lang_to_id=extra.get("lang_to_id"),
-            task_to_id=extra.get("task_to_id"),
-            is_multilingual=extra.get("is_multilingual"),
-            forced_decoder_ids=extra.get("forced_decoder_ids"),
-            max_initial_timestamp_index=extra.get("max_initial_timestamp_index"),
-            return_timestamps=bool(extra.get("return_timestamps", False)),
-            language=extra.get("language"),
-            task=extra.get("task"),
-        )
-
-
-def language_id(language: str, lang_to_id: Mapping[str, int]) -> int:
-    """Id of a language given as a token (<|fr|>), a code (fr) or a name (french)."""
-    if not isinstance(language, str):
-        raise InvalidInputError(f"language must be a str such as 'en', 'english' or '<|en|>', got {language!r}")
-    lowered = language.lower()
-    if lowered in lang_to_id:
-        token = lowered
-    elif lowered in TO_LANGUAGE_CODE:
-        token = f"<|{TO_LANGUAGE_CODE[lowered]}|>"
-    elif lowered in LANGUAGES:
-        token = f"<|{lowered}|>"
-    else:
-        accepted = list(LANGUAGES) if len(lowered) == 2 else list(TO_LANGUAGE_CODE)
-        raise InvalidInputError(f"unsupported language {language!r}; use one of {accepted}")
-    if token not in lang_to_id:
-        raise InvalidInputError(f"{token} is not a language of this model (generation_config.json lang_to_id)")
-    return int(lang_to_id[token])
-
-
-def prompt_tokens(
-    settings: WhisperSettings,
-    start_id: int,
-    *,
-    language: str | None,
-    task: str | None,
-    return_timestamps: bool,
-    detect: Callable[[], int],
-) -> list[int]:
-    """The decoder prompt (transformers' ``_retrieve_init_tokens``) for one input."""
-    if settings.is_multilingual is False and (task is not None or language is not None):
-        raise InvalidInputError("cannot set task or language for an English-only Whisper model")
-    if language is not None and settings.lang_to_id is None:
-        raise InvalidInputError("this model's generation_config.json has no lang_to_id: language cannot be set")
-    if task is not None and settings.task_to_id is None:
-        raise InvalidInputError("this model's generation_config.json has no task_to_id: task cannot be set")
-    tokens: list[Any] = [start_id]
-    if task is None and language is None and settings.forced_decoder_ids:
-        forced = [list(pair) for pair in settings.forced_decoder_ids]
-        if forced[0][0] == 1:
-            position = 1
-            while forced and forced[0][0] == position:
-                tokens.append(forced.pop(0)[1])
-                position += 1
-            if forced:
-                raise BundleError(f"forced_decoder_ids {settings.forced_decoder_ids} do not follow Whisper's prompt")
-    language_undefined = len(tokens) <= 1 or tokens[1] is None
-    lang: int | None = None
-    if language is not None:
-        lang = language_id(language, settings.lang_to_id or {})
-    elif settings.lang_to_id is not None and language_undefined:
-        lang = detect()
-    if lang is not None:
-        if len(tokens) > 1:
-            tokens[1] = lang
-        else:
-            tokens.append(lang)
-    task_ids = settings.task_to_id or {}
-    if task is not None:
-        if task not in TASKS:
-            raise InvalidInputError(f"task {task!r} is not supported; use one of {list(TASKS)}")
-        tokens.append(task_ids[task])
-    elif language is not None and task_ids and not any(t in tokens for t in task_ids.values()):
-        tokens.append(task_ids["transcribe"])
-    no_ts = settings.no_timestamps_id
-    if not return_timestamps and no_ts is not None and tokens[-1] != no_ts:
-        tokens.append(no_ts)
-    elif return_timestamps and tokens[-1] == no_ts:
-        tokens = tokens[:-1]
-    return [int(t) for t in tokens if t is not None]
-
-
 def split_segments(
     seq: np.ndarray, timestamp_begin: int, window_frames: int, input_stride: int
 ) -> tuple[list[np.ndarray], int]:
@@ -237,6 +131,40 @@ class WhisperModel:
         if piece.shape[1] < self.window_frames:
             piece = np.pad(piece, ((0, 0), (0, self.window_frames - piece.shape[1])))
         return piece
+
+    def run(
+        self,
+        features: np.ndarray,
+        first_hidden: np.ndarray,
+        gen: GenerationConfig,
+        *,
+        settings: WhisperSettings,
+        language: str | None,
+        task: str | None,
+        return_timestamps: bool,
+        max_length_given: bool = False,
+    ) -> np.ndarray:
+        """Build the prompt (detecting the language from ``first_hidden`` when needed), then transcribe."""
+        start = gen.decoder_start_token_id
+        if start is None:
+            raise BundleError("generation_config.json has no decoder_start_token_id (<|startoftranscript|>)")
+        lang_ids = sorted((settings.lang_to_id or {}).values())
+
+        def detect() -> int:
+            return int(self.detect_language(first_hidden, int(start), lang_ids)[0])
+
+        prompt = prompt_tokens(
+            settings, int(start), language=language, task=task, return_timestamps=return_timestamps, detect=detect
+        )
+        return self.transcribe(
+            features,
+            prompt,
+            gen,
+            settings=settings,
+            return_timestamps=return_timestamps,
+            first_hidden=first_hidden,
+            max_length_given=max_length_given,
+        )
 
     def transcribe(
         self,

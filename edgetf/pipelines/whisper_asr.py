@@ -1,0 +1,153 @@
+"""automatic-speech-recognition for Whisper (encoder-decoder bundles: ``onnx/encoder_model`` +
+``onnx/decoder_model_merged``), as transformers' pipeline over ``WhisperForConditionalGeneration``.
+
+preprocess: log-Mel features of the audio, or of each ``chunk_length_s`` chunk
+(:class:`edgetf.audio.features.WhisperFeatures`); session: the prompt and the 30-second seek loop over
+:mod:`edgetf.generation` (:mod:`edgetf.whisper.seek`, :mod:`edgetf.whisper.tokens`); postprocess: text
+and segment timestamps (:func:`edgetf.whisper.segments.decode_asr`).
+
+Word timestamps, sampling/temperature fallback and ``condition_on_prev_tokens`` are not supported and
+raise InvalidInputError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..audio.features import WhisperFeatures
+from ..audio.io import Audio, load_audio
+from ..errors import InvalidInputError
+from ..generation import call_generation_config, pipeline_generation_config
+from ..text.tokenizer import TextTokenizer
+from ..whisper.seek import WhisperModel
+from ..whisper.segments import ChunkOutput, decode_asr
+from ..whisper.tokens import WhisperSettings, WhisperTokens
+from .base import batched
+from .speech_recognition import WHISPER_GENERATION_OPTIONS, AutomaticSpeechRecognitionPipeline, batch_size, with_extra
+from .text_generation import model_generation_config
+
+# transformers' ASR pipeline defaults, used unless generation_config.json sets them (follows openai's whisper).
+PIPELINE_GENERATION_DEFAULTS: dict[str, Any] = {"max_new_tokens": 256, "num_beams": 5}
+
+
+class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
+    """``pipe(audio)`` -> ``{"text": ...}`` for Whisper; see the module docstrings."""
+
+    main_component = "encoder_model"
+
+    def setup(self) -> None:
+        self.whisper_features = WhisperFeatures.from_config(self.preprocessor_config())
+        self.sampling_rate = self.whisper_features.sampling_rate
+        self.tokenizer = TextTokenizer.from_bundle(self.bundle)
+        self.tokens = WhisperTokens(self.tokenizer)
+        self.model_generation = model_generation_config(self.bundle)
+        self.settings = WhisperSettings.from_extra(self.model_generation.extra)
+        self.timestamps_configured = self.model_generation.extra.get("return_timestamps")
+        # transformers' pipelines merge the model's generation config into theirs whatever version wrote it
+        construct = {k: v for k, v in self._defaults.items() if k in WHISPER_GENERATION_OPTIONS}
+        self.generation_config = pipeline_generation_config(
+            self.model_generation,
+            PIPELINE_GENERATION_DEFAULTS,
+            construct,
+            None,
+            self.tokenizer.token_id("pad_token"),
+            always_merge=True,
+        )
+        positions = int(self.bundle.config.get("max_source_positions", 1500))
+        self.time_precision = self.whisper_features.chunk_length / positions
+
+    def timestamps_option(self) -> bool | str:
+        """The ``return_timestamps`` value that gives timestamped text chunks: True (segments)
+        (`python -m edgetf run ... --timestamps`)."""
+        return True
+
+    # -- preprocess ------------------------------------------------------------------------------------------
+    def features(self, samples: np.ndarray) -> np.ndarray:
+        """Log-Mel features of 1-D float audio at the model's rate, as the reference extractor gives them."""
+        return self.whisper_features(samples)
+
+    def wants_timestamps(self, opts: Mapping[str, Any]) -> bool:
+        requested = opts.get("return_timestamps")
+        if requested == "word":
+            raise InvalidInputError(
+                "return_timestamps='word' (cross-attention alignment) is not supported for Whisper; "
+                "use return_timestamps=True for segment timestamps"
+            )
+        if requested not in (None, False, True):
+            raise InvalidInputError(
+                f"return_timestamps={requested!r}: Whisper gives segment timestamps with True (not 'char')"
+            )
+        return bool(requested) or self.settings.return_timestamps
+
+    # -- session ------------------------------------------------------------------------------------------------
+    def model(self) -> WhisperModel:
+        return WhisperModel(self.session("encoder_model"), self.session("decoder_model_merged"), self.bundle.config)
+
+    def token_ids(self, inputs: Any, **kwargs: Any) -> list[np.ndarray]:
+        """The generated ids of each chunk (prompt and EOS removed), before text assembly."""
+        opts = self.call_options(kwargs)
+        audio = load_audio(inputs, self.sampling_rate, allow_stride=True)
+        return [np.asarray(o.tokens, dtype=np.int64) for o in self.generate(audio, opts)[0]]
+
+    def logits(self, inputs: Any, **kwargs: Any) -> list[np.ndarray]:
+        """Whisper decodes step by step and has no single logits array (CTC models do)."""
+        raise InvalidInputError("logits() is for CTC models; for Whisper use token_ids()")
+
+    def generate(self, audio: Audio, opts: Mapping[str, Any]) -> tuple[list[ChunkOutput], bool]:
+        """The generated ids of each chunk (or of the whole audio) and whether timestamps were asked for."""
+        timestamps = self.wants_timestamps(opts)
+        gen_opts = {k: v for k, v in opts.items() if k in WHISPER_GENERATION_OPTIONS}
+        gen = call_generation_config(self.generation_config, self.model_generation, gen_opts)
+        if gen.do_sample:
+            raise InvalidInputError("sampling is not supported for Whisper in edgetf; use do_sample=False")
+        run_options = {
+            "settings": self.settings,
+            "language": opts.get("language", self.settings.language),
+            "task": opts.get("task", self.settings.task),
+            "max_length_given": "max_length" in gen_opts,
+        }
+        model, fe, sr = self.model(), self.whisper_features, self.sampling_rate
+        chunks = self.chunks(audio, opts, 1)
+        outputs: list[ChunkOutput] = []
+        if chunks is not None:
+            for group in batched(chunks, batch_size(opts)):
+                feats = np.stack([fe(c.samples) for c in group])
+                hidden = model.encode(feats)
+                for i, chunk in enumerate(group):
+                    ids = model.run(feats[i], hidden[i : i + 1], gen, return_timestamps=timestamps, **run_options)
+                    length, left, right = chunk.stride
+                    outputs.append(ChunkOutput(ids.tolist(), (length / sr, left / sr, right / sr)))
+            return outputs, timestamps
+        samples = audio.samples
+        long_form = samples.shape[0] > fe.n_samples
+        feats = fe(samples, pad_to_window=not long_form)
+        ts_for_generate = timestamps
+        if feats.shape[1] > model.window_frames:
+            if self.timestamps_configured is False and not opts.get("return_timestamps"):
+                raise InvalidInputError(
+                    f"the audio is {audio.seconds:.1f} s, more than Whisper's {fe.chunk_length} s window: "
+                    "pass return_timestamps=True (long-form transcription) or chunk_length_s=30"
+                )
+            ts_for_generate = True
+        hidden = model.encode(feats[None, :, : model.window_frames])
+        ids = model.run(feats, hidden, gen, return_timestamps=ts_for_generate, **run_options)
+        stride = None
+        if audio.stride is not None:
+            stride = (samples.shape[0] / sr, audio.stride[0] / sr, audio.stride[1] / sr)
+        outputs.append(ChunkOutput(ids.tolist(), stride))
+        return outputs, timestamps
+
+    # -- postprocess ------------------------------------------------------------------------------------------
+    def transcribe(self, audio: Audio, opts: Mapping[str, Any]) -> dict[str, Any]:
+        outputs, timestamps = self.generate(audio, opts)
+        text, optional = decode_asr(
+            self.tokens,
+            outputs,
+            return_timestamps=timestamps,
+            return_language=bool(opts.get("return_language") or False),
+            time_precision=self.time_precision,
+        )
+        return with_extra({"text": text, **optional}, audio, len(outputs))
