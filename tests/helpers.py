@@ -22,6 +22,14 @@ def close(a, b, tol=1e-4) -> bool:
     return a == b
 
 
+def assert_random_gate(q8: dict, min_inputs: int) -> None:
+    """A tiny (random-weight) bundle's q8 report: judged on output closeness to the fp32 graph on the same
+    feeds (export/gates.py), never on argmax agreement; the agreement is still measured and recorded."""
+    assert q8["passed"] and q8["gate"] == "random" and q8["weights"] == "random"
+    assert q8["feeds_compared"] >= 1 and 0 < q8["output_rel_error"] <= q8["tolerance"]["output_rel_error"]
+    assert q8["n"] >= min_inputs and 0.0 <= q8["agreement"] <= 1.0 and q8["max_diff"] > 0
+
+
 def _base() -> Image.Image:
     return shapes(150, 100)
 

@@ -4,6 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
+from helpers import assert_random_gate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,9 +45,8 @@ def test_manifest_records_parity(pair):
     fp32, q8 = built.manifest["dtypes"]["fp32"]["parity"], built.manifest["dtypes"]["q8"]["parity"]
     assert fp32["passed"] and fp32["mismatches"] == 0 and fp32["max_diff"] <= 1e-4 and fp32["agreement"] == 1.0
     assert fp32["empty_context_rejected"]
-    assert q8["passed"] and q8["n"] >= 27 and q8["tolerance"]["agreement"] >= 0.8
-    assert q8["tolerance"]["agreement"] <= q8["agreement"] <= q8["top_answer_in_reference_top3"]
-    assert 0 < q8["max_diff"] <= q8["tolerance"]["max_diff"]
+    assert_random_gate(q8, min_inputs=100)
+    assert q8["agreement"] <= q8["top_answer_in_reference_top3"]
 
 
 @pytest.mark.parametrize(
