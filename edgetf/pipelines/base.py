@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from ..batching import batched as batched  # kept importable here for speech_recognition (moves to edgetf.batching)
 from ..bundle import Bundle
 from ..errors import InvalidInputError
 from ..session import Session, SessionOptions
+
+UNSET: Any = object()
+"""The default of an option the caller did not give (where None is a meaningful value, or to tell
+"not given" from "given as the default")."""
 
 
 class Pipeline:
@@ -114,9 +119,7 @@ def _reopen(
     return pipeline(task, root, dtype=dtype, device=device, session_options=session_options, verify=verify, **defaults)
 
 
-def batched(items: list[Any], size: int) -> Iterable[list[Any]]:
-    """Consecutive slices of ``items`` of length ``size`` (the last may be shorter)."""
-    if not isinstance(size, int) or size < 1:
-        raise InvalidInputError(f"batch_size must be an integer >= 1, got {size!r}")
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def given(options: Mapping[str, Any], name: str, default: Any) -> Any:
+    """``options[name]``, or ``default`` where the option is absent, None or :data:`UNSET`."""
+    value = options.get(name, UNSET)
+    return default if value is UNSET or value is None else value
