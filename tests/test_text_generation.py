@@ -97,6 +97,14 @@ def test_io_binding_and_plain_cache_agree(pipe, io_binding):
     np.testing.assert_array_equal(plain, other)
 
 
+def test_teacher_forced_logits_equal_the_cached_steps(pipe):
+    lm = CausalLM(pipe.session(), pipe.bundle.config)
+    ids = np.array([[3, 17, 42, 8, 9]])
+    every = lm.teacher_forced_logits(ids)
+    steps = [lm.prefill(ids[:, :2], None)] + [lm.step(ids[:, i : i + 1], None) for i in range(2, ids.shape[1])]
+    np.testing.assert_allclose(every[:, 1:], np.stack(steps, axis=1), atol=1e-4)
+
+
 def test_sampling_processed_scores_match_reference_step_by_step(pipe, built):
     """Sampling: the processed logits at every step equal transformers' (no torch RNG equality needed)."""
     import torch

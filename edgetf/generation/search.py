@@ -24,7 +24,7 @@ _BIG = np.float32(1.0e9)
 
 
 class StepModel(Protocol):
-    """What the loops need from a model; the KV cache lives inside it (see edgetf.generation.cache).
+    """What the loops need from a model; the KV cache lives inside it (see edgetf.generation.steps).
 
     prefill(input_ids, attention_mask) -> (rows, vocab) float32 logits of the last position, for the
         whole starting sequence (rows = the caller's batch, before beams/samples are expanded).
