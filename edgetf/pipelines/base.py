@@ -25,6 +25,9 @@ class Pipeline:
     """
 
     main_component: ClassVar[str] = "model"
+    """The component whose ONNX file decides ``dtype="auto"`` and that ``session()`` opens by default: the
+    one graph of single-graph tasks, the merged decoder for text2text, the encoder for speech (its
+    override says which)."""
     options_accepted: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(
@@ -91,6 +94,8 @@ class Pipeline:
     # -- pickling --------------------------------------------------------------------------------
     def __reduce__(self) -> tuple[Any, ...]:
         args = (
+            type(self),
+            self.task,
             self.requested_task,
             str(self.bundle.root),
             self.dtype,
@@ -106,7 +111,9 @@ class Pipeline:
 
 
 def _reopen(
+    cls: type[Pipeline],
     task: str,
+    requested_task: str,
     root: str,
     dtype: str,
     device: str,
@@ -114,9 +121,17 @@ def _reopen(
     verify: str,
     defaults: dict[str, Any],
 ) -> Pipeline:
-    from .. import pipeline
-
-    return pipeline(task, root, dtype=dtype, device=device, session_options=session_options, verify=verify, **defaults)
+    """Unpickling: the same pipeline class over the reopened bundle (the task was checked when it was built)."""
+    bundle = Bundle.open(root, verify=verify)
+    return cls(
+        bundle,
+        task=task,
+        requested_task=requested_task,
+        dtype=dtype,
+        device=device,
+        session_options=session_options,
+        **defaults,
+    )
 
 
 def given(options: Mapping[str, Any], name: str, default: Any) -> Any:

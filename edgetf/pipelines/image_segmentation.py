@@ -29,8 +29,8 @@ from PIL import Image
 from ..errors import BundleError, InvalidInputError
 from ..numeric import sigmoid, softmax
 from ..vision.interpolate import bilinear, nearest
-from ..vision.pipeline import ImagePipeline, as_items
 from ..vision.topk import topk_unsorted
+from .image_base import ImagePipeline, as_items
 from .text_classification import label_map
 
 SUBTASKS = ("panoptic", "instance", "semantic")

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..numeric import softmax
-from ..vision.pipeline import ImagePipeline, as_items
+from .image_base import ImagePipeline, as_items
 from .text_classification import label_map
 
 

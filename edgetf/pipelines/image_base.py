@@ -11,10 +11,10 @@ from PIL import Image
 
 from ..batching import check_batch_size
 from ..errors import InvalidInputError
-from ..pipelines.base import Pipeline
-from .image import load_image
-from .processors import ImageProcessor, processor_from_bundle
-from .samples import demo_image
+from ..vision.image import load_image
+from ..vision.processors import ImageProcessor, processor_from_bundle
+from ..vision.samples import demo_image
+from .base import Pipeline
 
 
 def as_items(inputs: Any, task: str) -> tuple[list[Any], bool]:
