@@ -143,9 +143,9 @@ def optimum_view(bundle: Path, dtype: str, folder: Path) -> Path:
 
 def session_options(threads: int) -> Any:
     """onnxruntime options exactly as edgetf builds them (intra-op threads given, inter-op 1)."""
-    from edgetf.session import SessionOptions, _ort_options
+    from edgetf.session import SessionOptions
 
-    return _ort_options("cpu", SessionOptions(intra_op_threads=threads, inter_op_threads=1))
+    return SessionOptions(intra_op_threads=threads, inter_op_threads=1).to_ort()
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -229,9 +229,9 @@ def photo(width: int = 640, height: int = 480) -> Any:
 # -- workers (one process per contender) ----------------------------------------------------------------
 def session_options(threads: int) -> Any:
     """onnxruntime options exactly as edgetf builds them by default, with ``threads`` intra-op threads."""
-    from edgetf.session import SessionOptions, _ort_options
+    from edgetf.session import SessionOptions
 
-    return _ort_options("cpu", SessionOptions(intra_op_threads=threads))
+    return SessionOptions(intra_op_threads=threads).to_ort()
 
 
 def bare_feeds(session: Any, feeds: dict[str, Any]) -> dict[str, Any]:

@@ -60,15 +60,12 @@ class SessionOptions:
 
     intra_op_threads: None lets onnxruntime use one thread per physical core.
     allow_spinning: True (onnxruntime's default) lets worker threads spin briefly after each piece of
-      work instead of sleeping: on 2 cores BERT-base q8 ran ~10% faster (60 -> 54 ms) and GPT-2 q8
-      decoding 1.33x (82 -> 110 tokens/s), each config in its own process. They park once the spin
-      window ends, so an idle pipeline uses no CPU (measured: 0 ms of CPU over 2 s idle). False saves
-      the spin window's CPU (about 40 ms per BERT-base call on 2 threads) for battery-powered or
-      oversubscribed machines.
+      work instead of sleeping, which is faster for short calls and token-by-token decoding; they park
+      once the spin window ends, so an idle pipeline uses no CPU. False saves the spin window's CPU for
+      battery-powered or oversubscribed machines. (Measured figures: README, "Devices".)
     enable_mem_pattern: False (edgetf's default; onnxruntime's is True). The pattern plans one allocation
-      per input shape and keeps every plan: with inputs of varying length (texts, audio, images) memory
-      grew ~2.7 KB per new shape without bound, and batch-8 BERT-base peaked 38 MB higher. Turn it on for
-      inputs of one fixed shape.
+      per input shape and keeps every plan, so with inputs of varying length (texts, audio, images) memory
+      grows with every new shape (README, "Tasks", gives the figures). Turn it on for inputs of one fixed shape.
     optimized_cache: folder where the graph optimized for this machine is saved and reused, so
       a session does not re-optimize on every start (CPU only; keyed by file, level and machine_tag()).
     """
@@ -91,6 +88,24 @@ class SessionOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name}={value!r} is not accepted; use None or an integer >= 0")
+
+    def to_ort(self) -> ort.SessionOptions:
+        """These options as a fresh onnxruntime SessionOptions, exactly as :class:`Session` builds its
+        sessions (before the optimized-graph cache is applied); benchmarks use it to run bare onnxruntime
+        under the same settings."""
+        so = ort.SessionOptions()
+        so.graph_optimization_level = _GRAPH_LEVELS[self.graph_optimization]
+        if self.intra_op_threads is not None:
+            so.intra_op_num_threads = self.intra_op_threads
+        if self.inter_op_threads is not None:
+            so.inter_op_num_threads = self.inter_op_threads
+        so.enable_cpu_mem_arena = self.enable_mem_arena
+        so.enable_mem_pattern = self.enable_mem_pattern
+        spin = "1" if self.allow_spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        so.log_severity_level = 3
+        return so
 
 
 def resolve_device(device: str) -> tuple[str, int]:
@@ -137,7 +152,7 @@ class Session:
         self.path = Path(path)
         self.device = device
         self.options = options or SessionOptions()
-        sess_options = _ort_options(device, self.options)
+        sess_options = self.options.to_ort()
         load_path = self.path
         cached = _cached_graph(self.path, device, self.options)
         if cached is not None and cached.is_file():
@@ -188,22 +203,6 @@ class Session:
     @property
     def ort_session(self) -> ort.InferenceSession:
         return self._session
-
-
-def _ort_options(device: str, options: SessionOptions) -> ort.SessionOptions:
-    so = ort.SessionOptions()
-    so.graph_optimization_level = _GRAPH_LEVELS[options.graph_optimization]
-    if options.intra_op_threads is not None:
-        so.intra_op_num_threads = options.intra_op_threads
-    if options.inter_op_threads is not None:
-        so.inter_op_num_threads = options.inter_op_threads
-    so.enable_cpu_mem_arena = options.enable_mem_arena
-    so.enable_mem_pattern = options.enable_mem_pattern
-    spin = "1" if options.allow_spinning else "0"
-    so.add_session_config_entry("session.intra_op.allow_spinning", spin)
-    so.add_session_config_entry("session.inter_op.allow_spinning", spin)
-    so.log_severity_level = 3
-    return so
 
 
 @functools.lru_cache(maxsize=1)

@@ -32,3 +32,85 @@ def test_blocker_really_blocks():
     code = BLOCKER.replace("import edgetf", "import transformers")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "blocked heavy import" in proc.stderr
+
+
+# -- layering: imports point down only --------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent / "edgetf"
+CORE = ("errors", "numeric", "batching", "jsonable", "hashcache", "session", "bundle", "families", "verify", "tasks")
+LIBRARY = ("text", "audio", "vision", "generation")  # pre-processing and the generation library
+APPS = ("__main__", "batch", "doctor", "ray", "serve", "_pyinstaller")  # and the package facade, edgetf/__init__
+RANK = {"core": 0, "library": 1, "pipelines": 2, "apps": 3}
+FORBIDDEN = ("export", "torch", "transformers", "optimum")  # the runtime never imports the exporter
+
+
+def layer(module: str) -> str:
+    """The layer of a module name under edgetf ("edgetf" itself is the facade, with the apps)."""
+    parts = module.split(".")
+    if parts == ["edgetf"] or parts[1] in APPS:
+        return "apps"
+    if parts[1] in CORE:
+        return "core"
+    if parts[1] in LIBRARY:
+        return "library"
+    if parts[1] == "pipelines":
+        return "pipelines"
+    raise AssertionError(f"{module} belongs to no layer: add it to CORE, LIBRARY or APPS in this test")
+
+
+def imported_modules(source: str, module: str, is_package: bool) -> list[str]:
+    """Absolute names of everything ``source`` imports (function-level imports included)."""
+    import ast
+
+    package = module if is_package else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                path = ROOT.parent.joinpath(*sub.split("."))
+                found.append(sub if path.with_suffix(".py").is_file() or path.is_dir() else target)
+    return found
+
+
+def upward_imports(source: str, module: str, is_package: bool = False) -> list[str]:
+    own = layer(module)
+    bad = []
+    for target in imported_modules(source, module, is_package):
+        if target.split(".")[0] in FORBIDDEN:
+            bad.append(f"{module} imports {target}")
+        elif target.split(".")[0] == "edgetf" and RANK[layer(target)] > RANK[own]:
+            bad.append(f"{module} ({own}) imports {target} ({layer(target)})")
+    return bad
+
+
+def test_layers_import_downward_only():
+    bad = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT.parent).with_suffix("")
+        is_package = rel.name == "__init__"
+        module = ".".join(rel.parts[:-1] if is_package else rel.parts)
+        bad += upward_imports(path.read_text(), module, is_package)
+    assert bad == []
+
+
+def test_layer_check_catches_upward_imports():
+    assert upward_imports("from ..pipelines.base import Pipeline", "edgetf.vision.x") == [
+        "edgetf.vision.x (library) imports edgetf.pipelines.base (pipelines)"
+    ]
+    assert upward_imports("from .. import pipeline", "edgetf.pipelines.base") == [
+        "edgetf.pipelines.base (pipelines) imports edgetf (apps)"
+    ]
+    assert upward_imports("def f():\n    from .text import chat", "edgetf.session") == [
+        "edgetf.session (core) imports edgetf.text.chat (library)"
+    ]
+    assert upward_imports("import export.tiny", "edgetf.generation.steps") == [
+        "edgetf.generation.steps imports export.tiny"
+    ]
+    assert upward_imports("from ..numeric import softmax\nfrom .chat import Chat", "edgetf.text.x") == []

@@ -6,7 +6,7 @@ API (stable; the text pipelines and the Whisper pipeline use it)::
     from edgetf.generation import CausalLM, Seq2SeqDecoder, GenerationConfig, generate
 
     # decoder-only (GPT-2): the session of onnx/model*.onnx
-    lm = CausalLM(session, bundle.config)                    # io_binding=True keeps the cache in onnxruntime
+    lm = CausalLM(session, bundle.config)
     out = generate(lm, input_ids, config, attention_mask=mask, max_positions=1024)
 
     # encoder-decoder (BART, T5, Marian, Whisper): run the encoder yourself, then
@@ -24,6 +24,9 @@ API (stable; the text pipelines and the Whisper pipeline use it)::
   num_return_sequences). ``logits_processors``: extra ``(input_ids, scores) -> scores`` callables run after
   the built-in ones (before sampling warpers); ``stopping_criteria``: extra ``(input_ids) -> bool[rows]``;
   ``streamer``: called with each step's tokens; ``decode``: ids -> text, for ``stop_strings``.
+  ``generate_tokens`` (same arguments, greedy/sampling): a generator of each step's tokens, for streaming.
+* Step models (steps.py): ``CausalLM`` and ``Seq2SeqDecoder`` hold the KV cache; both have
+  ``teacher_forced_logits(input_ids)``, every position's logits in one pass (for checks against a reference).
 * ``StepModel`` protocol (search.py): ``prefill(input_ids, attention_mask)``, ``step(input_ids, attention_mask)``
   -> last-position logits (rows, vocab); ``select(rows)`` reorders/expands the cache. Anything with these
   three methods can be generated from (e.g. a test double or another runtime).
@@ -37,10 +40,10 @@ API (stable; the text pipelines and the Whisper pipeline use it)::
 
 from __future__ import annotations
 
-from .cache import CausalLM, Seq2SeqDecoder
 from .config import GenerationConfig, call_generation_config, merge_model_defaults, pipeline_generation_config
 from .logits import LogitsProcessorList, build_processors
-from .search import GenerateOutput, StepModel, generate, prepare_lengths
+from .search import GenerateOutput, StepModel, generate, generate_tokens, prepare_lengths
+from .steps import CausalLM, Seq2SeqDecoder
 from .streaming import IncrementalDecoder, stream_text
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "build_processors",
     "call_generation_config",
     "generate",
+    "generate_tokens",
     "merge_model_defaults",
     "pipeline_generation_config",
     "prepare_lengths",

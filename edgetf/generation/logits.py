@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .. import numeric
 from ..errors import InvalidInputError
 from .config import GenerationConfig
 
@@ -33,20 +34,13 @@ class LogitsProcessorList(list):
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float32, copy=False)
-    peak = np.max(x, axis=-1, keepdims=True)
-    peak = np.where(np.isfinite(peak), peak, 0.0).astype(np.float32)
-    shifted = x - peak
-    with np.errstate(divide="ignore"):
-        return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    """edgetf.numeric.log_softmax of the scores as float32 (as transformers computes them)."""
+    return numeric.log_softmax(x.astype(np.float32, copy=False))
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float32, copy=False)
-    peak = np.max(x, axis=-1, keepdims=True)
-    peak = np.where(np.isfinite(peak), peak, 0.0).astype(np.float32)
-    e = np.exp(x - peak)
-    return e / np.sum(e, axis=-1, keepdims=True)
+    """edgetf.numeric.softmax of the scores as float32."""
+    return numeric.softmax(x.astype(np.float32, copy=False))
 
 
 def _id_mask(vocab: int, ids: Iterable[int]) -> np.ndarray:

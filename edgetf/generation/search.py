@@ -9,7 +9,7 @@ heuristic), same output layout and cropping.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,7 +24,7 @@ _BIG = np.float32(1.0e9)
 
 
 class StepModel(Protocol):
-    """What the loops need from a model; the KV cache lives inside it (see edgetf.generation.cache).
+    """What the loops need from a model; the KV cache lives inside it (see edgetf.generation.steps).
 
     prefill(input_ids, attention_mask) -> (rows, vocab) float32 logits of the last position, for the
         whole starting sequence (rows = the caller's batch, before beams/samples are expanded).
@@ -130,25 +130,90 @@ def generate(
     decode: token ids -> text, needed for ``stop_strings``. streamer: called after each step with the
     chosen token of every row (greedy/sampling only; beam search has no stable per-step output).
     """
-    input_ids = np.asarray(input_ids, dtype=np.int64)
-    if input_ids.ndim != 2 or input_ids.shape[0] == 0:
-        raise InvalidInputError(f"input_ids must be a non-empty (batch, length) array, got shape {input_ids.shape}")
-    config = prepare_lengths(config, input_ids.shape[1], max_length_given=max_length_given, max_positions=max_positions)
-    processors = build_processors(config, input_ids.shape[1], logits_processors)
-    stops = StoppingCriteriaList([MaxLength(config.max_length)])
-    if config.stop_strings is not None:
-        if decode is None:
-            raise InvalidInputError("stop_strings needs a tokenizer to decode with; none was given")
-        stops.append(StopStrings(config.stop_strings, decode))
-    if config.eos_ids:
-        stops.append(EosToken(config.eos_ids))
-    stops.extend(stopping_criteria)
-    rng = as_rng(seed)
-    if attention_mask is not None:
-        attention_mask = np.asarray(attention_mask, dtype=np.int64)
-    if config.num_beams > 1:
-        return _beam_search(model, input_ids, attention_mask, config, processors, stops, rng, output_scores)
-    return _sample(model, input_ids, attention_mask, config, processors, stops, rng, streamer, output_scores)
+    loop = _Loop(
+        model, input_ids, config, attention_mask, max_length_given, max_positions, logits_processors,
+        stopping_criteria, decode, seed, output_scores,
+    )  # fmt: skip
+    if loop.config.num_beams > 1:
+        return _beam_search(
+            model, loop.input_ids, loop.mask, loop.config, loop.processors, loop.stops, loop.rng, output_scores
+        )
+    steps = loop.sample()
+    while True:
+        try:
+            tokens = next(steps)
+        except StopIteration as done:
+            return done.value
+        if streamer is not None:
+            streamer(tokens)
+
+
+def generate_tokens(
+    model: StepModel,
+    input_ids: np.ndarray,
+    config: GenerationConfig,
+    *,
+    attention_mask: np.ndarray | None = None,
+    max_length_given: bool = False,
+    max_positions: int | None = None,
+    logits_processors: Iterable[Callable[[np.ndarray, np.ndarray], np.ndarray]] = (),
+    stopping_criteria: Iterable[Callable[[np.ndarray], np.ndarray]] = (),
+    decode: Callable[[list[int]], str] | None = None,
+    seed: int | np.random.Generator | None = None,
+) -> Generator[np.ndarray, None, GenerateOutput]:
+    """:func:`generate` as a generator (greedy and sampling): yields each step's chosen token per row,
+    (rows,) int64, as it is chosen; returns the :class:`GenerateOutput`. Closing it stops generation."""
+    loop = _Loop(
+        model, input_ids, config, attention_mask, max_length_given, max_positions, logits_processors,
+        stopping_criteria, decode, seed, False,
+    )  # fmt: skip
+    if loop.config.num_beams > 1:
+        raise InvalidInputError("token-by-token generation supports greedy and sampling (num_beams=1)")
+    return (yield from loop.sample())
+
+
+class _Loop:
+    """One generation's validated inputs, final lengths, processors and stopping criteria."""
+
+    def __init__(
+        self,
+        model: StepModel,
+        input_ids: np.ndarray,
+        config: GenerationConfig,
+        attention_mask: np.ndarray | None,
+        max_length_given: bool,
+        max_positions: int | None,
+        logits_processors: Iterable[Callable[[np.ndarray, np.ndarray], np.ndarray]],
+        stopping_criteria: Iterable[Callable[[np.ndarray], np.ndarray]],
+        decode: Callable[[list[int]], str] | None,
+        seed: int | np.random.Generator | None,
+        output_scores: bool,
+    ):
+        input_ids = np.asarray(input_ids, dtype=np.int64)
+        if input_ids.ndim != 2 or input_ids.shape[0] == 0:
+            raise InvalidInputError(f"input_ids must be a non-empty (batch, length) array, got shape {input_ids.shape}")
+        config = prepare_lengths(
+            config, input_ids.shape[1], max_length_given=max_length_given, max_positions=max_positions
+        )
+        self.processors = build_processors(config, input_ids.shape[1], logits_processors)
+        stops = StoppingCriteriaList([MaxLength(config.max_length)])
+        if config.stop_strings is not None:
+            if decode is None:
+                raise InvalidInputError("stop_strings needs a tokenizer to decode with; none was given")
+            stops.append(StopStrings(config.stop_strings, decode))
+        if config.eos_ids:
+            stops.append(EosToken(config.eos_ids))
+        stops.extend(stopping_criteria)
+        self.model, self.input_ids, self.config, self.stops = model, input_ids, config, stops
+        self.rng = as_rng(seed)
+        self.mask = None if attention_mask is None else np.asarray(attention_mask, dtype=np.int64)
+        self.output_scores = output_scores
+
+    def sample(self) -> Generator[np.ndarray, None, GenerateOutput]:
+        return _sample(
+            self.model, self.input_ids, self.mask, self.config, self.processors, self.stops, self.rng,
+            self.output_scores,
+        )  # fmt: skip
 
 
 def _expand(model: StepModel, logits: np.ndarray, arrays: Sequence[np.ndarray | None], times: int) -> tuple:
@@ -174,9 +239,9 @@ def _sample(
     processors: Callable[[np.ndarray, np.ndarray], np.ndarray],
     stops: StoppingCriteriaList,
     rng: np.random.Generator,
-    streamer: Callable[[np.ndarray], None] | None,
     output_scores: bool,
-) -> GenerateOutput:
+) -> Generator[np.ndarray, None, GenerateOutput]:
+    """Greedy search and sampling; yields each step's tokens (rows,) after appending them."""
     prompt_length = input_ids.shape[1]
     logits = model.prefill(input_ids, mask)
     logits, input_ids, mask = _expand(model, logits, (input_ids, mask), config.num_return_sequences)
@@ -200,8 +265,7 @@ def _sample(
         input_ids = np.concatenate([input_ids, next_tokens[:, None]], axis=1)
         if mask is not None:
             mask = np.concatenate([mask, np.ones((rows, 1), dtype=mask.dtype)], axis=1)
-        if streamer is not None:
-            streamer(next_tokens)
+        yield next_tokens
         unfinished &= ~stops(input_ids)
         if not unfinished.any():
             break

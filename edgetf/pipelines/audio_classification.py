@@ -18,10 +18,10 @@ import numpy as np
 from ..audio.features import Wav2Vec2Features, check_min_samples, check_one_pass_fits, conv_min_samples
 from ..audio.io import load_audio, tone
 from ..errors import BundleError, InvalidInputError
+from ..numeric import sigmoid, softmax
 from .base import Pipeline
-from .text_classification import label_map, sigmoid, softmax
+from .text_classification import label_map
 
-_UNSET: Any = object()
 FUNCTIONS = ("softmax", "sigmoid", "none")
 
 

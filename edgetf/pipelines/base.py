@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from ..batching import batched as batched  # kept importable here for speech_recognition (moves to edgetf.batching)
 from ..bundle import Bundle
 from ..errors import InvalidInputError
 from ..session import Session, SessionOptions
+
+UNSET: Any = object()
+"""The default of an option the caller did not give (where None is a meaningful value, or to tell
+"not given" from "given as the default")."""
 
 
 class Pipeline:
@@ -20,6 +25,9 @@ class Pipeline:
     """
 
     main_component: ClassVar[str] = "model"
+    """The component whose ONNX file decides ``dtype="auto"`` and that ``session()`` opens by default: the
+    one graph of single-graph tasks, the merged decoder for text2text, the encoder for speech (its
+    override says which)."""
     options_accepted: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(
@@ -86,6 +94,8 @@ class Pipeline:
     # -- pickling --------------------------------------------------------------------------------
     def __reduce__(self) -> tuple[Any, ...]:
         args = (
+            type(self),
+            self.task,
             self.requested_task,
             str(self.bundle.root),
             self.dtype,
@@ -101,7 +111,9 @@ class Pipeline:
 
 
 def _reopen(
+    cls: type[Pipeline],
     task: str,
+    requested_task: str,
     root: str,
     dtype: str,
     device: str,
@@ -109,14 +121,20 @@ def _reopen(
     verify: str,
     defaults: dict[str, Any],
 ) -> Pipeline:
-    from .. import pipeline
+    """Unpickling: the same pipeline class over the reopened bundle (the task was checked when it was built)."""
+    bundle = Bundle.open(root, verify=verify)
+    return cls(
+        bundle,
+        task=task,
+        requested_task=requested_task,
+        dtype=dtype,
+        device=device,
+        session_options=session_options,
+        **defaults,
+    )
 
-    return pipeline(task, root, dtype=dtype, device=device, session_options=session_options, verify=verify, **defaults)
 
-
-def batched(items: list[Any], size: int) -> Iterable[list[Any]]:
-    """Consecutive slices of ``items`` of length ``size`` (the last may be shorter)."""
-    if not isinstance(size, int) or size < 1:
-        raise InvalidInputError(f"batch_size must be an integer >= 1, got {size!r}")
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def given(options: Mapping[str, Any], name: str, default: Any) -> Any:
+    """``options[name]``, or ``default`` where the option is absent, None or :data:`UNSET`."""
+    value = options.get(name, UNSET)
+    return default if value is UNSET or value is None else value

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from ..vision.interpolate import bicubic
-from ..vision.pipeline import ImagePipeline, as_items
+from .image_base import ImagePipeline, as_items
 
 
 def post_process_depth(predicted_depth: np.ndarray, target_size: tuple[int, int]) -> np.ndarray:

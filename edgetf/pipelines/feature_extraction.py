@@ -6,9 +6,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..batching import batched
 from ..errors import InvalidInputError
 from ..text import TextTokenizer
-from .base import Pipeline, batched
+from .base import Pipeline
 
 _TOKENIZE_KWARGS = ("truncation", "max_length", "add_special_tokens")
 POOLING = ("none", "mean", "cls")

@@ -7,11 +7,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..batching import check_batch_size
 from ..errors import BundleError, InvalidInputError
+from ..numeric import softmax
 from ..text import TextTokenizer
 from ..text.batches import run_in_batches
 from .base import Pipeline
-from .text_classification import softmax
 
 _TOKENIZER_KWARGS = ("truncation", "max_length")
 
@@ -79,9 +80,7 @@ class FillMaskPipeline(Pipeline):
         if target_ids is None and top_k > self.tokenizer.vocab_size:
             raise InvalidInputError(f"top_k={top_k} is larger than the vocabulary ({self.tokenizer.vocab_size} tokens)")
         tokenizer_kwargs = _tokenizer_kwargs(opts["tokenizer_kwargs"])
-        batch_size = opts["batch_size"]
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise InvalidInputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = check_batch_size(opts["batch_size"])
         single = isinstance(inputs, str)
         if not single and not isinstance(inputs, (list, tuple)):
             raise InvalidInputError(f"fill-mask takes a str or a list of str; got {type(inputs).__name__}")

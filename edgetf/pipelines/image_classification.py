@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..vision.pipeline import ImagePipeline, as_items
+from .image_base import ImagePipeline, as_items
 from .text_classification import FUNCTIONS, apply_function, label_map, rank_labels
 
 

@@ -27,17 +27,14 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BundleError, InvalidInputError
+from ..numeric import sigmoid, softmax
 from ..vision.interpolate import bilinear, nearest
-from ..vision.pipeline import ImagePipeline, as_items
 from ..vision.topk import topk_unsorted
-from .text_classification import label_map, softmax
+from .image_base import ImagePipeline, as_items
+from .text_classification import label_map
 
 SUBTASKS = ("panoptic", "instance", "semantic")
 MASK_SIZE = (384, 384)  # transformers' Mask2Former post-processing first scales masks to this size
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.float32(1) / (np.float32(1) + np.exp(-x))
 
 
 def panoptic(

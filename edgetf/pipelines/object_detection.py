@@ -7,8 +7,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..vision.pipeline import ImagePipeline, as_items
-from .text_classification import label_map, softmax
+from ..numeric import softmax
+from .image_base import ImagePipeline, as_items
+from .text_classification import label_map
 
 
 def center_to_corners(boxes: np.ndarray) -> np.ndarray:

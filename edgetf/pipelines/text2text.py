@@ -13,11 +13,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..batching import batched
 from ..errors import InvalidInputError
 from ..generation import GenerateOutput, GenerationConfig, Seq2SeqDecoder, generate
 from ..text.tokenizer import check_text, pad_batch
-from .base import batched
-from .text_generation import _UNSET, GenerativePipeline, _flag, context_window
+from .base import given
+from .generative import GenerativePipeline
 
 
 class Text2TextGenerationPipeline(GenerativePipeline):
@@ -47,7 +48,6 @@ class Text2TextGenerationPipeline(GenerativePipeline):
             raise InvalidInputError(
                 f"{self.task} needs an encoder-decoder model; {self.bundle.root} has is_encoder_decoder unset"
             )
-        self.max_positions = context_window(self.bundle.config)
 
     def demo_input(self) -> Any:
         return (
@@ -65,16 +65,16 @@ class Text2TextGenerationPipeline(GenerativePipeline):
             raise InvalidInputError(f"{self.task} takes a str or a non-empty list of str, got {type(inputs).__name__}")
         texts = [check_text(t, "input") for t in texts]
         gen_call = dict(gen_opts)
-        stop = pipe_opts.get("stop_sequence", _UNSET)
-        if stop is not _UNSET and stop is not None:
+        stop = given(pipe_opts, "stop_sequence", None)
+        if stop is not None:
             ids = self.tokenizer.encode(check_text(stop, "stop_sequence"), add_special_tokens=False).ids
             if ids:
                 gen_call["eos_token_id"] = ids[0]  # transformers: only the first token of the stop sequence
         gen = self.resolve(gen_call)
         given_max_length = "max_length" in gen_call
         rng = self.rng(kwargs)
-        tensors = bool(_flag(pipe_opts, "return_tensors", False))
-        clean = bool(_flag(pipe_opts, "clean_up_tokenization_spaces", False))
+        tensors = bool(given(pipe_opts, "return_tensors", False))
+        clean = bool(given(pipe_opts, "clean_up_tokenization_spaces", False))
         results: list[list[dict[str, Any]]] = []
         for chunk in batched(texts, self.batch_size(pipe_opts)):
             out = self.generate_ids(chunk, gen, pipe_opts, given_max_length, rng)
@@ -95,7 +95,7 @@ class Text2TextGenerationPipeline(GenerativePipeline):
 
     def encode(self, texts: list[str], options: Mapping[str, Any]) -> dict[str, np.ndarray]:
         prefix = self.prefix or ""
-        truncation = _flag(options, "truncation", False)
+        truncation = given(options, "truncation", False)
         encodings = [self.tokenizer.encode(prefix + t, truncation=truncation) for t in texts]
         window = self.bundle.config.get("max_position_embeddings")
         longest = max(len(e.ids) for e in encodings)

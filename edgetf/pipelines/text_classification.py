@@ -6,22 +6,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..batching import batched
 from ..errors import InvalidInputError
+from ..numeric import sigmoid, softmax
 from ..text import TextTokenizer
 from ..text.tokenizer import check_text
-from .base import Pipeline, batched
+from .base import UNSET, Pipeline
 
-_UNSET = object()
 FUNCTIONS = ("sigmoid", "softmax", "none")
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    shifted = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return shifted / shifted.sum(axis=axis, keepdims=True)
 
 
 def default_function(config: dict[str, Any]) -> str:
@@ -72,7 +64,7 @@ class TextClassificationPipeline(Pipeline):
     """
 
     options_accepted: ClassVar[dict[str, Any]] = {
-        "top_k": _UNSET,
+        "top_k": UNSET,
         "function_to_apply": None,
         "return_all_scores": None,
         "truncation": True,
@@ -89,7 +81,7 @@ class TextClassificationPipeline(Pipeline):
         opts = self.options(kwargs)
         # transformers: postprocess is "legacy" unless top_k was given (at construction or call);
         # a single str is wrapped in a list unless top_k was given at *call* time.
-        top_k, legacy = opts["top_k"], opts["top_k"] is _UNSET
+        top_k, legacy = opts["top_k"], opts["top_k"] is UNSET
         wrap_single = "top_k" not in kwargs
         if legacy:
             top_k = 1

@@ -1,136 +1,39 @@
 """text-generation: transformers' TextGenerationPipeline over a decoder-only ONNX model with a KV cache.
 
-Shared with the text2text pipelines: :class:`GenerativePipeline`, which resolves generation options the
-way a transformers pipeline does (its class defaults < the bundle's generation_config.json <
-task_specific_params < construction options < call options) and runs :func:`edgetf.generation.generate`.
+Reads top-down as one call runs: options and prompts -> token ids (:meth:`TextGenerationPipeline.prepare`)
+-> :func:`edgetf.generation.generate` over a :class:`edgetf.generation.CausalLM` -> text records
+(:meth:`TextGenerationPipeline.postprocess`). Option resolution is shared with text2text in
+:mod:`edgetf.pipelines.generative`.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ..batching import batched
 from ..errors import InvalidInputError
-from ..generation import (
-    CausalLM,
-    GenerateOutput,
-    GenerationConfig,
-    IncrementalDecoder,
-    call_generation_config,
-    generate,
-    pipeline_generation_config,
-)
-from ..generation.config import GENERATION_OPTIONS
-from ..generation.search import as_rng
-from ..text import TextTokenizer
+from ..generation import CausalLM, GenerateOutput, GenerationConfig, IncrementalDecoder, generate, generate_tokens
 from ..text.chat import TEMPLATE_FILE, Chat, ChatTemplate, bundle_template, is_chat, is_chat_batch, special_tokens_map
 from ..text.tokenizer import check_text, pad_batch
-from .base import Pipeline, batched
-
-_UNSET: Any = object()
-
-
-def model_generation_config(bundle: Any) -> GenerationConfig:
-    """The bundle's generation_config.json, else what transformers derives from config.json."""
-    data = bundle.read_json_optional("generation_config.json")
-    if data is not None:
-        return GenerationConfig.from_dict(data)
-    return GenerationConfig.from_model_config(bundle.config)
+from .base import given
+from .generative import GenerativePipeline
+from .generative import model_generation_config as model_generation_config  # speech_recognition imports it here
 
 
-def context_window(config: Mapping[str, Any]) -> int | None:
-    """The decoder's number of positions (None for relative-position models such as T5)."""
-    for key in ("n_positions", "max_position_embeddings", "max_target_positions"):
-        value = config.get(key)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+@dataclass
+class Prepared:
+    """A batch of prompts ready for the model: the call's resolved config, each prompt's token ids, the
+    left-padded ids and mask, and whether the call gave max_length itself."""
 
-
-class GenerativePipeline(Pipeline):
-    """Option handling shared by the generation pipelines.
-
-    ``pipeline_options`` are the pipeline's own options; every transformers generation option
-    (GenerationConfig field) is accepted too, plus ``seed`` (int or numpy Generator) for sampling.
-    """
-
-    pipeline_defaults: ClassVar[dict[str, Any]] = {}
-    pipeline_options: ClassVar[tuple[str, ...]] = ()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        names = (*cls.pipeline_options, *GENERATION_OPTIONS, "seed", "batch_size")
-        cls.options_accepted = dict.fromkeys(names, _UNSET)
-
-    def setup(self) -> None:
-        self.tokenizer = TextTokenizer.from_bundle(self.bundle)
-        self.model_generation = model_generation_config(self.bundle)
-        task_params = self.task_params()
-        construct = {k: v for k, v in self._defaults.items() if k in GENERATION_OPTIONS}
-        self.generation_config = pipeline_generation_config(
-            self.model_generation,
-            self.pipeline_defaults,
-            construct,
-            task_params,
-            self.tokenizer.token_id("pad_token"),
-        )
-        prefix = self.bundle.config.get("prefix")
-        if task_params and "prefix" in task_params:
-            prefix = task_params["prefix"]
-        self.prefix: str | None = prefix
-        seed = self._defaults.get("seed")
-        self._rng = as_rng(seed) if seed is not None else None
-
-    def params_key(self) -> str:
-        """The task_specific_params entry this pipeline reads (transformers: the task name)."""
-        return self.task
-
-    def task_params(self) -> dict[str, Any] | None:
-        params = self.bundle.config.get("task_specific_params") or {}
-        found = params.get(self.params_key())
-        return dict(found) if isinstance(found, dict) else None
-
-    # -- options -------------------------------------------------------------------------------------
-    def split_options(self, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(pipeline options, call-time generation options): construction defaults <- call options."""
-        call = self.check_options(kwargs)
-        pipe = {k: v for k, v in self._defaults.items() if k not in GENERATION_OPTIONS}
-        pipe.update({k: v for k, v in call.items() if k not in GENERATION_OPTIONS})
-        gen = {k: v for k, v in call.items() if k in GENERATION_OPTIONS}
-        return pipe, gen
-
-    def resolve(self, call_generation: Mapping[str, Any]) -> GenerationConfig:
-        return call_generation_config(self.generation_config, self.model_generation, call_generation)
-
-    def rng(self, call_kwargs: Mapping[str, Any]) -> np.random.Generator:
-        """A call's ``seed`` gives a fresh generator; else the pipeline's own (seeded at construction, or not)."""
-        seed = call_kwargs.get("seed")
-        if seed is not None:
-            return as_rng(seed)
-        if self._rng is None:
-            self._rng = as_rng(None)
-        return self._rng
-
-    def decode(self, ids: Any, *, skip_special_tokens: bool = True, clean: bool = False) -> str:
-        return self.tokenizer.decode(
-            [int(i) for i in ids], skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=clean
-        )
-
-    def batch_size(self, options: Mapping[str, Any]) -> int:
-        size = options.get("batch_size", 1)
-        size = 1 if size is _UNSET or size is None else size
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise InvalidInputError(f"batch_size must be an integer >= 1, got {size!r}")
-        return size
-
-
-def _flag(options: Mapping[str, Any], name: str, default: Any) -> Any:
-    value = options.get(name, _UNSET)
-    return default if value is _UNSET or value is None else value
+    gen: GenerationConfig
+    encoded: list[list[int]]
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    max_length_given: bool
 
 
 class TextGenerationPipeline(GenerativePipeline):
@@ -151,23 +54,13 @@ class TextGenerationPipeline(GenerativePipeline):
 
     pipeline_defaults: ClassVar[dict[str, Any]] = {"max_new_tokens": 256, "do_sample": True, "temperature": 0.7}
     pipeline_options: ClassVar[tuple[str, ...]] = (
-        "return_full_text",
-        "return_text",
-        "return_tensors",
-        "clean_up_tokenization_spaces",
-        "prefix",
-        "handle_long_generation",
-        "stop_sequence",
-        "truncation",
-        "add_special_tokens",
-        "skip_special_tokens",
-        "padding",
-        "continue_final_message",
-    )
+        "return_full_text", "return_text", "return_tensors", "clean_up_tokenization_spaces", "prefix",
+        "handle_long_generation", "stop_sequence", "truncation", "add_special_tokens", "skip_special_tokens",
+        "padding", "continue_final_message",
+    )  # fmt: skip
 
     def setup(self) -> None:
         super().setup()
-        self.max_positions = context_window(self.bundle.config)
         self._chat_template: ChatTemplate | None = None
 
     def chat_template(self) -> ChatTemplate:
@@ -186,21 +79,57 @@ class TextGenerationPipeline(GenerativePipeline):
     def demo_input(self) -> Any:
         return "Once upon a time, in a small village by the sea,"
 
-    def model(self) -> CausalLM:
-        return CausalLM(self.session(), self.bundle.config)
-
     # -- call ----------------------------------------------------------------------------------------
     def __call__(self, text_inputs: Any, **kwargs: Any) -> Any:
         pipe_opts, gen_opts = self.split_options(kwargs)
         single = isinstance(text_inputs, str) or is_chat(text_inputs)
         prompts = self.check_prompts([text_inputs] if single else text_inputs)
-        return_type = self._return_type(pipe_opts)
+        return_type = self.return_type(pipe_opts)
         rng = self.rng(kwargs)
         results = []
         for chunk in batched(prompts, self.batch_size(pipe_opts)):
-            results.extend(self._generate_chunk(chunk, pipe_opts, gen_opts, return_type, rng))
+            batch = self.prepare(chunk, pipe_opts, gen_opts)
+            out = self.run(batch, rng)
+            results.extend(self.postprocess(chunk, batch, out, pipe_opts, return_type))
         return results[0] if single else results
 
+    def stream(self, prompt: str | list[dict[str, Any]], **kwargs: Any) -> Iterator[str]:
+        """Yield the new text piece by piece as tokens are generated (one prompt or chat, one sequence).
+
+        The pieces concatenate to ``pipe(prompt, return_full_text=False, **kwargs)[0]["generated_text"]``;
+        a multi-byte character split across byte-level tokens is held back until complete. Closing the
+        iterator early (break, garbage collection) stops generation.
+        """
+        pipe_opts, gen_opts = self.split_options(kwargs)
+        (checked,) = self.check_prompts([prompt])
+        batch = self.prepare([checked], pipe_opts, gen_opts)
+        if batch.gen.num_beams > 1 or batch.gen.num_return_sequences > 1:
+            raise InvalidInputError("stream() supports greedy and sampling with one sequence (num_beams=1)")
+        clean = bool(given(pipe_opts, "clean_up_tokenization_spaces", True))
+        skip = bool(given(pipe_opts, "skip_special_tokens", True))
+        decoder = IncrementalDecoder(
+            lambda ids: self.decode(ids, skip_special_tokens=skip, clean=clean),
+            prefix_ids=[int(t) for t in batch.input_ids[0]] if prompt else [],
+        )
+        eos = set(batch.gen.eos_ids)
+        steps = generate_tokens(
+            self.model(), batch.input_ids, batch.gen, **self.generate_options(batch, self.rng(kwargs))
+        )
+        try:
+            for tokens in steps:
+                token = int(tokens[0])
+                if token in eos:
+                    break
+                piece = decoder.push(token)
+                if piece:
+                    yield piece
+        finally:
+            steps.close()
+        tail = decoder.flush()
+        if tail:
+            yield tail
+
+    # -- preprocess: prompts -> token ids ------------------------------------------------------------
     @staticmethod
     def check_prompts(prompts: Any) -> list[str | Chat]:
         """Prompts (str) or chats (lists of role/content dicts), as transformers tells them apart: by the
@@ -214,23 +143,25 @@ class TextGenerationPipeline(GenerativePipeline):
             return [Chat.of(chat) for chat in prompts]
         return [check_text(p, "prompt") for p in prompts]
 
-    def _return_type(self, opts: Mapping[str, Any]) -> str:
-        full, text, tensors = (opts.get(k, _UNSET) for k in ("return_full_text", "return_text", "return_tensors"))
-        if full is not _UNSET and full is not None:
-            if text is not _UNSET and text is not None:
+    @staticmethod
+    def return_type(opts: Mapping[str, Any]) -> str:
+        """ "full" (prompt + new text), "new" (new text only) or "tensors" (token ids), as transformers."""
+        full, text, tensors = (given(opts, k, None) for k in ("return_full_text", "return_text", "return_tensors"))
+        if full is not None:
+            if text is not None:
                 raise InvalidInputError("return_text is mutually exclusive with return_full_text")
-            if tensors is not _UNSET and tensors is not None:
+            if tensors is not None:
                 raise InvalidInputError("return_full_text is mutually exclusive with return_tensors")
             return "full" if full else "new"
-        if tensors is not _UNSET and tensors is not None and tensors:
-            if text is not _UNSET and text is not None:
+        if tensors:
+            if text is not None:
                 raise InvalidInputError("return_text is mutually exclusive with return_tensors")
             return "tensors"
         return "full"
 
     def continues(self, chat: Chat, opts: Mapping[str, Any]) -> bool:
         """Whether the chat's final message is continued (prefill) rather than answered."""
-        return bool(_flag(opts, "continue_final_message", chat.ends_with_assistant))
+        return bool(given(opts, "continue_final_message", chat.ends_with_assistant))
 
     def prompt_text(self, prompt: str | Chat, opts: Mapping[str, Any]) -> tuple[str, bool]:
         """(text to tokenize, add special tokens): a chat is rendered by its template, whose text carries
@@ -239,13 +170,13 @@ class TextGenerationPipeline(GenerativePipeline):
             cont = self.continues(prompt, opts)
             text = self.chat_template().render(prompt, add_generation_prompt=not cont, continue_final_message=cont)
             return text, False
-        prefix = _flag(opts, "prefix", self.prefix or "")
-        return prefix + prompt, bool(_flag(opts, "add_special_tokens", True))  # the tokenizer's default (BOS)
+        prefix = given(opts, "prefix", self.prefix or "")
+        return prefix + prompt, bool(given(opts, "add_special_tokens", True))  # the tokenizer's default (BOS)
 
     def encode_prompts(
         self, prompts: list[str | Chat], opts: Mapping[str, Any], gen: GenerationConfig, max_new: int | None
     ) -> list[list[int]]:
-        truncation = _flag(opts, "truncation", False)
+        truncation = given(opts, "truncation", False)
         max_length = opts.get("max_length_tokenizer")
         encoded = []
         for prompt in prompts:
@@ -253,9 +184,9 @@ class TextGenerationPipeline(GenerativePipeline):
             ids = self.tokenizer.encode(
                 text, add_special_tokens=add_special, truncation=truncation, max_length=max_length
             ).ids
-            if _flag(opts, "handle_long_generation", None) == "hole":
+            if given(opts, "handle_long_generation", None) == "hole":
                 ids = self._hole(ids, gen, max_new)
-            elif _flag(opts, "handle_long_generation", None) is not None:
+            elif given(opts, "handle_long_generation", None) is not None:
                 raise InvalidInputError(
                     f"handle_long_generation={opts['handle_long_generation']!r} is not accepted; use None or 'hole'"
                 )
@@ -276,13 +207,12 @@ class TextGenerationPipeline(GenerativePipeline):
             ids = ids[-keep:]
         return ids
 
-    def _prepare(
-        self, prompts: list[str | Chat], opts: Mapping[str, Any], gen_opts: Mapping[str, Any]
-    ) -> tuple[GenerationConfig, list[list[int]], np.ndarray, np.ndarray, bool, bool]:
+    def prepare(self, prompts: list[str | Chat], opts: Mapping[str, Any], gen_opts: Mapping[str, Any]) -> Prepared:
+        """Resolve the call's generation config and tokenize the prompts into a left-padded batch."""
         gen_call = dict(gen_opts)
         given_max_length = "max_length" in gen_call
-        stop = opts.get("stop_sequence", _UNSET)
-        if stop is not _UNSET and stop is not None:
+        stop = given(opts, "stop_sequence", None)
+        if stop is not None:
             stop_ids = self.tokenizer.encode(check_text(stop, "stop_sequence"), add_special_tokens=False).ids
             gen_call["eos_token_id"] = stop_ids  # transformers: every token of the stop sequence ends generation
         gen = self.resolve(gen_call)
@@ -290,9 +220,9 @@ class TextGenerationPipeline(GenerativePipeline):
         if given_max_length:
             opts["max_length_tokenizer"] = gen_call["max_length"]
         encoded = self.encode_prompts(prompts, opts, gen, gen.max_new_tokens)
-        prefix = _flag(opts, "prefix", self.prefix or "")
+        prefix = given(opts, "prefix", self.prefix or "")
         if prefix and gen.max_new_tokens is None:  # transformers lengthens max_length by the prefix's length
-            add_special = bool(_flag(opts, "add_special_tokens", False))  # transformers counts the prefix so
+            add_special = bool(given(opts, "add_special_tokens", False))  # transformers counts the prefix so
             prefix_len = len(self.tokenizer.encode(prefix, add_special_tokens=add_special).ids)
             gen.max_length = gen.max_length + prefix_len
             if gen.min_new_tokens is None and "min_length" in gen_call:
@@ -304,57 +234,41 @@ class TextGenerationPipeline(GenerativePipeline):
             encoded = [ids or [int(gen.bos_token_id)] for ids in encoded]
         pad = gen.pad_id if gen.pad_id is not None else self.tokenizer.pad_token_id
         arrays = pad_batch(encoded, None, pad, side="left")
-        return gen, encoded, arrays["input_ids"], arrays["attention_mask"], given_max_length, any(empty)
+        return Prepared(gen, encoded, arrays["input_ids"], arrays["attention_mask"], given_max_length)
 
-    def _generate_chunk(
-        self,
-        prompts: list[str | Chat],
-        opts: Mapping[str, Any],
-        gen_opts: Mapping[str, Any],
-        return_type: str,
-        rng: np.random.Generator,
-    ) -> list[list[dict[str, Any]]]:
-        gen, encoded, input_ids, mask, given_max_length, _ = self._prepare(prompts, opts, gen_opts)
-        out = self.run_generate(input_ids, mask, gen, given_max_length, rng)
-        return self.postprocess(prompts, encoded, input_ids, out, opts, return_type, gen.num_return_sequences)
+    # -- session: the decode loop over the KV-cached decoder ---------------------------------------------
+    def model(self) -> CausalLM:
+        return CausalLM(self.session(), self.bundle.config)
 
-    def run_generate(
-        self,
-        input_ids: np.ndarray,
-        mask: np.ndarray,
-        gen: GenerationConfig,
-        given_max_length: bool,
-        rng: np.random.Generator,
-        streamer: Any = None,
-    ) -> GenerateOutput:
-        return generate(
-            self.model(),
-            input_ids,
-            gen,
-            attention_mask=mask,
-            max_length_given=given_max_length,
-            max_positions=self.max_positions,
-            decode=lambda ids: self.tokenizer.decode(ids),
-            seed=rng,
-            streamer=streamer,
-        )
+    def generate_options(self, batch: Prepared, rng: np.random.Generator) -> dict[str, Any]:
+        """The keyword arguments of :func:`edgetf.generation.generate` for one prepared batch."""
+        return {
+            "attention_mask": batch.attention_mask,
+            "max_length_given": batch.max_length_given,
+            "max_positions": self.max_positions,
+            "decode": lambda ids: self.tokenizer.decode(ids),
+            "seed": rng,
+        }
 
+    def run(self, batch: Prepared, rng: np.random.Generator) -> GenerateOutput:
+        return generate(self.model(), batch.input_ids, batch.gen, **self.generate_options(batch, rng))
+
+    # -- postprocess: token ids -> records -----------------------------------------------------------
     def postprocess(
         self,
         prompts: list[str | Chat],
-        encoded: list[list[int]],
-        input_ids: np.ndarray,
+        batch: Prepared,
         out: GenerateOutput,
         opts: Mapping[str, Any],
         return_type: str,
-        per_prompt: int,
     ) -> list[list[dict[str, Any]]]:
-        clean = bool(_flag(opts, "clean_up_tokenization_spaces", True))
-        skip = bool(_flag(opts, "skip_special_tokens", True))
+        per_prompt = batch.gen.num_return_sequences
+        clean = bool(given(opts, "clean_up_tokenization_spaces", True))
+        skip = bool(given(opts, "skip_special_tokens", True))
         results = []
         for i, prompt in enumerate(prompts):
             records = []
-            prompt_text_len = len(self.decode(input_ids[i], skip_special_tokens=skip, clean=clean))
+            prompt_text_len = len(self.decode(batch.input_ids[i], skip_special_tokens=skip, clean=clean))
             if not prompt:  # transformers: an empty prompt has no input_ids, so nothing is cut
                 prompt_text_len = 0
             for seq in out.sequences[i * per_prompt : (i + 1) * per_prompt]:
@@ -378,78 +292,3 @@ class TextGenerationPipeline(GenerativePipeline):
             last = messages[-1]
             return [*messages[:-1], {"role": last["role"], "content": last["content"] + text}]
         return [*messages, {"role": "assistant", "content": text}]
-
-    # -- streaming -----------------------------------------------------------------------------------
-    def stream(self, prompt: str | list[dict[str, Any]], **kwargs: Any) -> Iterator[str]:
-        """Yield the new text piece by piece as tokens are generated (one prompt or chat, one sequence).
-
-        The pieces concatenate to ``pipe(prompt, return_full_text=False, **kwargs)[0]["generated_text"]``;
-        a multi-byte character split across byte-level tokens is held back until complete.
-        """
-        pipe_opts, gen_opts = self.split_options(kwargs)
-        (checked,) = self.check_prompts([prompt])
-        gen, encoded, input_ids, mask, given_max_length, _ = self._prepare([checked], pipe_opts, gen_opts)
-        if gen.num_beams > 1 or gen.num_return_sequences > 1:
-            raise InvalidInputError("stream() supports greedy and sampling with one sequence (num_beams=1)")
-        clean = bool(_flag(pipe_opts, "clean_up_tokenization_spaces", True))
-        skip = bool(_flag(pipe_opts, "skip_special_tokens", True))
-        decoder = IncrementalDecoder(
-            lambda ids: self.decode(ids, skip_special_tokens=skip, clean=clean),
-            prefix_ids=[int(t) for t in input_ids[0]] if prompt else [],
-        )
-        yield from _threaded_stream(
-            lambda push: self.run_generate(input_ids, mask, gen, given_max_length, self.rng(kwargs), push),
-            decoder,
-            eos=set(gen.eos_ids),
-        )
-
-
-class _Cancelled(Exception):
-    """Raised inside the generation thread when the consumer stopped reading the stream."""
-
-
-def _threaded_stream(run: Any, decoder: IncrementalDecoder, eos: set[int]) -> Iterator[str]:
-    """Run generation in a worker thread; yield the decoder's text pieces as tokens arrive.
-
-    Closing the iterator early (break, garbage collection) stops generation at the next token.
-    """
-    pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
-    state = {"eos": False, "cancelled": False}
-
-    def push(tokens: np.ndarray) -> None:
-        if state["cancelled"]:
-            raise _Cancelled
-        token = int(tokens[0])
-        if state["eos"] or token in eos:
-            state["eos"] = True
-            return
-        piece = decoder.push(token)
-        if piece:
-            pieces.put(("text", piece))
-
-    def work() -> None:
-        try:
-            run(push)
-            tail = decoder.flush()
-            if tail:
-                pieces.put(("text", tail))
-            pieces.put(("end", None))
-        except _Cancelled:
-            pieces.put(("end", None))
-        except Exception as exc:  # handed to the consumer, re-raised there
-            pieces.put(("error", exc))
-
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, value = pieces.get()
-            if kind == "text":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                break
-    finally:
-        state["cancelled"] = True
-        worker.join()

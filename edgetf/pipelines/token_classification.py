@@ -7,12 +7,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..batching import check_batch_size
 from ..errors import InvalidInputError
+from ..numeric import softmax
 from ..text import TextTokenizer, windows
 from ..text import entities as ents
 from ..text.batches import run_in_batches
 from .base import Pipeline
-from .text_classification import label_map, softmax
+from .text_classification import label_map
 
 
 class TokenClassificationPipeline(Pipeline):
@@ -61,9 +63,7 @@ class TokenClassificationPipeline(Pipeline):
         if split and not isinstance(delimiter, str):
             raise InvalidInputError(f"delimiter must be a str, got {type(delimiter).__name__}")
 
-        batch_size = opts["batch_size"]
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise InvalidInputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = check_batch_size(opts["batch_size"])
 
         if isinstance(inputs, str) and not split:
             return self._run([inputs], strategy, ignore, stride, None, batch_size)[0]

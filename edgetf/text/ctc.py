@@ -15,7 +15,7 @@ import numpy as np
 
 from ..bundle import Bundle
 from ..errors import BundleError
-from .tokenizer import _token_content, clean_up_tokenization
+from .tokenizer import clean_up_tokenization, token_content
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,12 @@ class CTCVocab:
         self.encoder = dict(vocab)
         self.decoder = {int(i): tok for tok, i in vocab.items()}
         for key, item in (config.get("added_tokens_decoder") or {}).items():
-            content = _token_content(item)
+            content = token_content(item)
             if content is not None:
                 self.decoder[int(key)] = content
-        self.pad_token = _token_content(config.get("pad_token")) or "<pad>"
-        self.unk_token = _token_content(config.get("unk_token")) or "<unk>"
-        self.word_delimiter_token = _token_content(config.get("word_delimiter_token")) or "|"
+        self.pad_token = token_content(config.get("pad_token")) or "<pad>"
+        self.unk_token = token_content(config.get("unk_token")) or "<unk>"
+        self.word_delimiter_token = token_content(config.get("word_delimiter_token")) or "|"
         self.replace_word_delimiter_char = config.get("replace_word_delimiter_char", " ")
         self.do_lower_case = bool(config.get("do_lower_case", False))
         self.clean_up_spaces = bool(config.get("clean_up_tokenization_spaces", False))

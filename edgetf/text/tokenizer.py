@@ -29,7 +29,8 @@ _TRUNCATION = {
 _HUGE = 10**6  # transformers writes VERY_LARGE_INTEGER when a tokenizer has no maximum length
 
 
-def _token_content(value: Any) -> str | None:
+def token_content(value: Any) -> str | None:
+    """A special token's text from tokenizer_config.json: a plain str, or an AddedToken dict's ``content``."""
     if isinstance(value, dict):
         return value.get("content")
     return value if isinstance(value, str) else None
@@ -88,7 +89,7 @@ class TextTokenizer:
         self.clean_up_spaces: bool = bool(config.get("clean_up_tokenization_spaces", False))
         self.special_tokens: dict[str, str] = {}
         for name in _SPECIAL_NAMES:
-            content = _token_content(config.get(name))
+            content = token_content(config.get(name))
             if content is not None:
                 self.special_tokens[name] = content
         self.all_special_ids = sorted(

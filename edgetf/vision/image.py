@@ -200,14 +200,20 @@ def shortest_edge_size(height: int, width: int, shortest: int, max_size: int | N
     return (new_long, new_short) if width <= height else (new_short, new_long)
 
 
-def aspect_ratio_size(height: int, width: int, size: int, max_size: int | None = None) -> tuple[int, int]:
-    """DETR-style size (``get_size_with_aspect_ratio``): shortest edge ``size``, longest at most ``max_size``."""
-    raw_size = None
+def _capped_shortest_edge(height: int, width: int, size: int, max_size: int | None) -> tuple[int, float | None]:
+    """(shortest edge, its unrounded value or None): ``size``, lowered so the longest edge stays within
+    ``max_size`` (transformers' ``get_size_with_aspect_ratio``, shared by DETR and YOLOS)."""
     if max_size is not None:
         small, large = float(min(height, width)), float(max(height, width))
         if large / small * size > max_size:
             raw_size = max_size * small / large
-            size = int(round(raw_size))
+            return int(round(raw_size)), raw_size
+    return size, None
+
+
+def aspect_ratio_size(height: int, width: int, size: int, max_size: int | None = None) -> tuple[int, int]:
+    """DETR-style size (``get_size_with_aspect_ratio``): shortest edge ``size``, longest at most ``max_size``."""
+    size, raw_size = _capped_shortest_edge(height, width, size, max_size)
     if (height <= width and height == size) or (width <= height and width == size):
         return height, width
     if width < height:
@@ -218,12 +224,7 @@ def aspect_ratio_size(height: int, width: int, size: int, max_size: int | None =
 def yolos_size(height: int, width: int, size: int, max_size: int | None = None) -> tuple[int, int]:
     """YOLOS's ``get_size_with_aspect_ratio`` before its multiple-of-16 rounding (it tests width < height
     first, unlike DETR's; the results agree except in that order of checks)."""
-    raw_size = None
-    if max_size is not None:
-        small, large = float(min(height, width)), float(max(height, width))
-        if large / small * size > max_size:
-            raw_size = max_size * small / large
-            size = int(round(raw_size))
+    size, raw_size = _capped_shortest_edge(height, width, size, max_size)
     if width < height:
         return (int(raw_size * height / width) if raw_size is not None else int(size * height / width)), size
     if (height <= width and height == size) or (width <= height and width == size):

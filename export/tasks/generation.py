@@ -51,9 +51,9 @@ def _sequences(outputs: dict[str, list[Any]], key: str) -> list[list[int]]:
 
 
 def _decoder_only_logits(session: Any, ids: list[int], config: dict[str, Any]) -> np.ndarray:
-    from edgetf.generation.cache import CausalLM
+    from edgetf.generation import CausalLM
 
-    return CausalLM(session, config).all_logits(np.array([ids]))[0]
+    return CausalLM(session, config).teacher_forced_logits(np.array([ids]))[0]
 
 
 def chat_inputs(bundle: Any, texts: list[Any]) -> list[Any]:
@@ -71,13 +71,11 @@ def chat_inputs(bundle: Any, texts: list[Any]) -> list[Any]:
 
 
 def _seq2seq_logits(encoder: Any, decoder: Any, source: list[int], target: list[int]) -> np.ndarray:
-    from edgetf.generation.cache import Seq2SeqDecoder
+    from edgetf.generation import Seq2SeqDecoder
 
     mask = np.ones((1, len(source)), dtype=np.int64)
     hidden = encoder.run({"input_ids": np.array([source]), "attention_mask": mask})["last_hidden_state"]
-    dec = Seq2SeqDecoder(decoder, hidden, mask)
-    past = {n: dec._empty(n, 1, len(source) if ".encoder." in n else 0) for n in dec.past_names}
-    return decoder.run({**dec._feeds(np.array([target]), first=True), **past}, ["logits"])["logits"][0]
+    return Seq2SeqDecoder(decoder, hidden, mask).teacher_forced_logits(np.array([target]))[0]
 
 
 def check_generation(ctx: CheckContext) -> dict[str, Any]:

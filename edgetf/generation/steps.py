@@ -1,5 +1,5 @@
-"""KV-cache stepping over exported decoders: the one place that knows past/present names, the empty
-first-step past and the merged decoder's ``use_cache_branch``.
+"""Step models: KV-cache stepping over exported decoders, the one place that knows past/present names,
+the empty first-step past and the merged decoder's ``use_cache_branch``.
 
 Two step models implement :class:`edgetf.generation.search.StepModel`:
 
@@ -22,13 +22,15 @@ and keep the encoder's cross-attention cache from the first step.
 Beam search reorders cache rows every step, but only within one input's beams, and all beams of an
 input share the same cross-attention cache and encoder states: :meth:`Seq2SeqDecoder.select` then
 gathers only the decoder's self-attention cache, and moves the encoder side only when rows change
-input (the expansion to beams). For Whisper-base with 5 beams the cross-attention cache is ~90 MB:
-gathering it every step took about a third of the decoding time.
+input (the expansion to beams); the cross-attention cache is the larger part of the cache for long
+encoder inputs (benchmarks/bench_seq2seq.py measures it).
 
-With ``io_binding=True`` the presents stay onnxruntime values and are bound as the next step's past
-without a round trip through numpy (only the logits are copied out). Measured on GPT-2 124M q8 (CPU,
-1 thread, 64 tokens): 23.7 tokens/s with IO binding vs 26.1 without, i.e. no gain (the copy is small next
-to the graph's own past->present Concat), so it is off by default.
+Both have :meth:`teacher_forced_logits`: the logits at every position of a known sequence in one pass
+from an empty cache (the export checks compare them with the reference model's).
+
+``io_binding=True`` keeps the presents as onnxruntime values bound as the next step's past (no numpy
+round trip); it is off by default because it measured no faster on CPU (benchmarks/bench_generation.py
+``*-iobinding`` runs), and kept as the path for device memory, where the copy would matter.
 """
 
 from __future__ import annotations
@@ -149,9 +151,9 @@ class CausalLM(_CachedDecoder):
         self.cache = {}
         return self._run(self._feeds(input_ids, attention_mask, first=True), past, self.past_names)
 
-    def all_logits(self, input_ids: np.ndarray) -> np.ndarray:
-        """Logits at every position of unpadded ``input_ids`` in one pass from an empty cache (teacher
-        forcing); the cache is left untouched."""
+    def teacher_forced_logits(self, input_ids: np.ndarray) -> np.ndarray:
+        """(rows, length, vocab) float32 logits at every position of unpadded ``input_ids`` in one pass
+        from an empty cache (teacher forcing); the cache is left untouched."""
         rows, length = input_ids.shape
         mask = np.ones((rows, length), dtype=np.int64)
         past = {name: self._empty(name, rows, 0) for name in self.past_names}
@@ -232,6 +234,14 @@ class Seq2SeqDecoder(_CachedDecoder):
 
     def step(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> np.ndarray:
         return self._run(self._feeds(input_ids, first=False), self.cache, self.decoder_past)
+
+    def teacher_forced_logits(self, input_ids: np.ndarray) -> np.ndarray:
+        """(rows, length, vocab) float32 logits at every position of the decoder sequence ``input_ids`` in
+        one pass from an empty cache (teacher forcing); the cache is left untouched."""
+        rows, enc_len = self.encoder_hidden_states.shape[:2]
+        past = {n: self._empty(n, rows, enc_len if ".encoder." in n else 0) for n in self.past_names}
+        outputs = self.session.run({**self._feeds(np.asarray(input_ids), first=True), **past}, ["logits"])
+        return outputs["logits"].astype(np.float32, copy=False)
 
     def select(self, rows: np.ndarray) -> None:
         rows = np.asarray(rows, dtype=np.int64)

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..batching import check_batch_size
 from ..errors import InvalidInputError
-from ..pipelines.base import Pipeline
-from .image import load_image
-from .processors import ImageProcessor, processor_from_bundle
-from .samples import demo_image
+from ..vision.image import load_image
+from ..vision.processors import ImageProcessor, processor_from_bundle
+from ..vision.samples import demo_image
+from .base import Pipeline
 
 
 def as_items(inputs: Any, task: str) -> tuple[list[Any], bool]:
@@ -40,18 +41,13 @@ class ImagePipeline(Pipeline):
     def demo_input(self) -> Image.Image:
         return demo_image()
 
-    def check_batch_size(self, batch_size: Any) -> int:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        return batch_size
-
     def chunks(self, items: list[Any], batch_size: int = 1) -> Iterator[Chunk]:
         """Model feeds for consecutive images, loaded and prepared one chunk at a time.
 
         Padding processors (DETR, Mask2Former) pad each chunk and give a pixel mask; the others
         start a new chunk where the processed size changes.
         """
-        batch_size = self.check_batch_size(batch_size)
+        batch_size = check_batch_size(batch_size)
         arrays: list[np.ndarray] = []
         sizes: list[tuple[int, int]] = []
         for i, item in enumerate(items):
