@@ -6,7 +6,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..batching import batched as batched  # kept importable here for speech_recognition (moves to edgetf.batching)
 from ..bundle import Bundle
 from ..errors import InvalidInputError
 from ..session import Session, SessionOptions

@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 
 from ..audio.chunks import Chunk, chunk_sizes, iter_chunks
 from ..audio.io import Audio, load_audio, tone
+from ..batching import check_batch_size
 from ..errors import BundleError, InvalidInputError
-from .base import Pipeline
+from .base import UNSET, Pipeline
 
-_UNSET: Any = object()
 # Deterministic generation options accepted for Whisper (sampling and temperature fallback are not supported).
 WHISPER_GENERATION_OPTIONS = (
     "max_new_tokens",
@@ -61,7 +61,7 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
     """
 
     options_accepted: ClassVar[dict[str, Any]] = dict.fromkeys(
-        (*PIPELINE_OPTIONS, *WHISPER_OPTIONS, *WHISPER_GENERATION_OPTIONS), _UNSET
+        (*PIPELINE_OPTIONS, *WHISPER_OPTIONS, *WHISPER_GENERATION_OPTIONS), UNSET
     )
     sampling_rate: int
 
@@ -91,14 +91,14 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
     def call_options(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Construction-time defaults <- call options, with ``generate_kwargs`` flattened in."""
         call = dict(self.check_options(kwargs))
-        nested = call.pop("generate_kwargs", _UNSET)
-        if nested is not _UNSET and nested is not None:
+        nested = call.pop("generate_kwargs", UNSET)
+        if nested is not UNSET and nested is not None:
             if not isinstance(nested, Mapping):
                 raise InvalidInputError(f"generate_kwargs must be a dict, got {type(nested).__name__}")
             self.check_options(nested)
             call.update(nested)
         opts = {k: v for k, v in self._defaults.items() if k != "generate_kwargs"}
-        opts.update({k: v for k, v in call.items() if v is not _UNSET})
+        opts.update({k: v for k, v in call.items() if v is not UNSET})
         if opts.get("decoder_kwargs") is not None:
             raise InvalidInputError(
                 "decoder_kwargs is for CTC models with a language-model decoder, which edgetf lacks"
@@ -138,10 +138,7 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
 def batch_size(opts: Mapping[str, Any]) -> int:
     """The ``batch_size`` option (default 1), checked."""
     size = opts.get("batch_size", 1)
-    size = 1 if size is None else size
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise InvalidInputError(f"batch_size must be an integer >= 1, got {size!r}")
-    return size
+    return check_batch_size(1 if size is None else size)
 
 
 def with_extra(result: dict[str, Any], audio: Audio, n_chunks: int) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from ..text.chat import TEMPLATE_FILE, Chat, ChatTemplate, bundle_template, is_c
 from ..text.tokenizer import check_text, pad_batch
 from .base import given
 from .generative import GenerativePipeline
-from .generative import model_generation_config as model_generation_config  # speech_recognition imports it here
 
 
 @dataclass

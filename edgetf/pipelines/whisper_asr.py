@@ -19,15 +19,15 @@ import numpy as np
 
 from ..audio.features import WhisperFeatures
 from ..audio.io import Audio, load_audio
+from ..batching import batched
 from ..errors import InvalidInputError
 from ..generation import call_generation_config, pipeline_generation_config
 from ..text.tokenizer import TextTokenizer
 from ..whisper.seek import WhisperModel
 from ..whisper.segments import ChunkOutput, decode_asr
 from ..whisper.tokens import WhisperSettings, WhisperTokens
-from .base import batched
+from .generative import model_generation_config
 from .speech_recognition import WHISPER_GENERATION_OPTIONS, AutomaticSpeechRecognitionPipeline, batch_size, with_extra
-from .text_generation import model_generation_config
 
 # transformers' ASR pipeline defaults, used unless generation_config.json sets them (follows openai's whisper).
 PIPELINE_GENERATION_DEFAULTS: dict[str, Any] = {"max_new_tokens": 256, "num_beams": 5}
