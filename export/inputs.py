@@ -158,7 +158,7 @@ def signals(count: int = AUDIO_COUNT) -> dict[str, Any]:
     chirps, noise at several levels, silence, clipped, DC-offset and near-silent signals."""
     import numpy as np
 
-    from .tasks.speech import speech_like
+    from edgetf.audio.samples import speech_like
 
     rng = np.random.default_rng(0)
     durations = (0.1, 0.3, 0.5, 0.8, 1.0, 1.3, 2.0)
