@@ -35,7 +35,7 @@ def test_hooks_are_registered_through_the_pyinstaller40_entry_point():
     from edgetf._pyinstaller import get_hook_dirs
 
     assert [Path(p) for p in get_hook_dirs()] == [HOOKS]
-    assert sorted(p.name for p in HOOKS.glob("hook-*.py")) == ["hook-edgetf.py", "hook-onnxruntime.py"]
+    assert sorted(p.name for p in HOOKS.glob("hook-*.py")) == ["hook-edgetf.py", "hook-onnxruntime.py", "hook-tqdm.py"]
 
 
 def run_hook(name: str) -> dict:
