@@ -60,6 +60,7 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
     error that says so); subclasses set ``sampling_rate`` in ``setup`` and implement ``transcribe``.
     """
 
+    is_whisper: ClassVar[bool] = False  # a sequence-to-sequence decoder: takes language and task (translate)
     options_accepted: ClassVar[dict[str, Any]] = dict.fromkeys(
         (*PIPELINE_OPTIONS, *WHISPER_OPTIONS, *WHISPER_GENERATION_OPTIONS), UNSET
     )

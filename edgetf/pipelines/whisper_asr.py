@@ -36,6 +36,7 @@ PIPELINE_GENERATION_DEFAULTS: dict[str, Any] = {"max_new_tokens": 256, "num_beam
 class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
     """``pipe(audio)`` -> ``{"text": ...}`` for Whisper; see the module docstrings."""
 
+    is_whisper = True
     main_component = "encoder_model"
 
     def setup(self) -> None:
