@@ -32,6 +32,18 @@ IMAGENET_DEFAULT = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.
 VIT_SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
 DPT_NECK = {"neck_hidden_sizes": [8, 16, 32, 32], "fusion_hidden_size": 16}
 
+# depth maps of ~10 at this init: q8 within 5% mean relative error
+DPT_CONFIG = {
+    "model_type": "dpt",
+    **VIT_SMALL,
+    "num_hidden_layers": 4,
+    "image_size": 32,
+    "patch_size": 8,
+    "backbone_out_indices": [0, 1, 2, 3],
+    **DPT_NECK,
+    "initializer_range": 0.14,
+}
+
 # name -> (task, tiny recipe as export/tasks/vision.py build_tiny reads it)
 FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
     "deit": (
@@ -245,16 +257,7 @@ FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
         "depth-estimation",
         {
             "architecture": "DPTForDepthEstimation",
-            "config": {
-                "model_type": "dpt",
-                **VIT_SMALL,
-                "num_hidden_layers": 4,
-                "image_size": 32,
-                "patch_size": 8,
-                "backbone_out_indices": [0, 1, 2, 3],
-                **DPT_NECK,
-                "initializer_range": 0.14,  # depth maps of ~10: q8 within 5% mean relative error
-            },
+            "config": DPT_CONFIG,
             "preprocessor": {
                 "class": "DPTImageProcessor",
                 "size": {"height": 40, "width": 40},
@@ -266,16 +269,7 @@ FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
         "depth-estimation",
         {
             "architecture": "DPTForDepthEstimation",
-            "config": {
-                "model_type": "dpt",
-                **VIT_SMALL,
-                "num_hidden_layers": 4,
-                "image_size": 32,
-                "patch_size": 8,
-                "backbone_out_indices": [0, 1, 2, 3],
-                **DPT_NECK,
-                "initializer_range": 0.14,  # depth maps of ~10: q8 within 5% mean relative error
-            },
+            "config": DPT_CONFIG,
             "preprocessor": {
                 "class": "DPTImageProcessor",
                 "size": {"height": 37, "width": 45},
