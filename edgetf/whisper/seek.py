@@ -16,7 +16,8 @@ i.e. > 30 s without ``chunk_length_s``) runs the loop over the whole spectrogram
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -103,6 +104,17 @@ def split_segments(
     return segments, int(seq[last - 2] - timestamp_begin) * input_stride
 
 
+@dataclass(frozen=True)
+class Window:
+    """One decoded 30-second window of the seek loop: feature frames ``start``..``end`` (where the next
+    window starts) of ``total``, and its generated ids cut into segments (prompt and EOS removed)."""
+
+    start: int
+    end: int
+    total: int
+    segments: list[np.ndarray]
+
+
 class WhisperModel:
     """Encoder + merged decoder sessions of a Whisper bundle and the seek loop over a spectrogram."""
 
@@ -178,6 +190,33 @@ class WhisperModel:
         max_length_given: bool = False,
     ) -> np.ndarray:
         """Generated ids of one spectrogram (mels, frames), prompt and EOS removed, windows concatenated."""
+        pieces = [
+            piece
+            for window in self.windows(
+                features,
+                prompt,
+                gen,
+                settings=settings,
+                return_timestamps=return_timestamps,
+                first_hidden=first_hidden,
+                max_length_given=max_length_given,
+            )
+            for piece in window.segments
+        ]
+        return np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
+
+    def windows(
+        self,
+        features: np.ndarray,
+        prompt: list[int],
+        gen: GenerationConfig,
+        *,
+        settings: WhisperSettings,
+        return_timestamps: bool,
+        first_hidden: np.ndarray | None = None,
+        max_length_given: bool = False,
+    ) -> Iterator[Window]:
+        """The seek loop, one :class:`Window` (its frames and generated segments) as each is decoded."""
         gen = gen.copy()
         begin_suppress, suppress = gen.begin_suppress_tokens, gen.suppress_tokens
         gen.begin_suppress_tokens = gen.suppress_tokens = None  # applied below, in Whisper's order
@@ -208,7 +247,7 @@ class WhisperModel:
         )
         pad, eos_ids = gen.pad_id, gen.eos_ids
         total = features.shape[1]
-        seek, pieces = 0, []
+        seek = 0
         start = np.asarray([prompt], dtype=np.int64)
         while seek < total:
             frames = min(total - seek, self.window_frames)
@@ -233,7 +272,7 @@ class WhisperModel:
             if seq.shape[0] and eos_ids and seq[-1] == eos_ids[0]:
                 seq = seq[:-1]
             segments, advance = split_segments(seq, timestamp_begin, frames, self.input_stride)
-            pieces.extend(segments)
             # an unfinished segment ending at <|0.00|> would not advance (transformers then loops forever)
-            seek += advance if advance > 0 else frames
-        return np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
+            advance = advance if advance > 0 else frames
+            yield Window(seek, seek + advance, total, segments)
+            seek += advance
