@@ -226,7 +226,7 @@ def test_silence_as_reference(pipe, ref) -> None:
     [
         ({"return_timestamps": "word"}, "not supported"),
         ({"return_timestamps": "char"}, "not 'char'"),
-        ({"temperature": 0.5}, "does not accept"),
+        ({"return_segments": True}, "does not accept"),
         ({"language": "klingon"}, "unsupported language"),
         ({"task": "summarize"}, "not supported"),
         ({"max_new_tokens": 500}, "decoder positions"),

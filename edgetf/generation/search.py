@@ -45,12 +45,14 @@ class GenerateOutput:
     """sequences: (batch * num_return_sequences, length) int64, as transformers' ``generate`` returns
     them: prompt (padding included) + new tokens for decoder-only models, decoder start + new tokens for
     encoder-decoders; finished rows padded. scores: per step, the processed scores (when asked).
-    sequences_scores: beam search's final (length-penalised) scores."""
+    sequences_scores: beam search's final (length-penalised) scores. beam_indices: beam search's
+    (rows, new tokens) row of ``scores`` each returned token came from (-1 past its end)."""
 
     sequences: np.ndarray
     prompt_length: int
     scores: list[np.ndarray] = field(default_factory=list)
     sequences_scores: np.ndarray | None = None
+    beam_indices: np.ndarray | None = None
 
     @property
     def new_tokens(self) -> np.ndarray:
@@ -395,7 +397,13 @@ def _beam_search(
     final_scores = beam_scores[:, :n].reshape(-1)
     chosen_indices = beam_indices[:, :n].reshape(batch * n, -1)
     generated = int((chosen_indices + 1).astype(bool).sum(axis=1).max())
-    return GenerateOutput(sequences[:, : prompt_length + generated], prompt_length, scores_out, final_scores)
+    return GenerateOutput(
+        sequences[:, : prompt_length + generated],
+        prompt_length,
+        scores_out,
+        final_scores,
+        chosen_indices[:, :generated],
+    )
 
 
 def _draw_without_replacement(probs: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

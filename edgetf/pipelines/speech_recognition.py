@@ -19,9 +19,10 @@ from ..audio.chunks import Chunk, chunk_sizes, iter_chunks
 from ..audio.io import Audio, load_audio, tone
 from ..batching import check_batch_size
 from ..errors import BundleError, InvalidInputError
+from ..whisper.fallback import ROBUST_OPTIONS
 from .base import UNSET, Pipeline
 
-# Deterministic generation options accepted for Whisper (sampling and temperature fallback are not supported).
+# Generation options accepted for Whisper (sampling follows ``temperature``, see edgetf.whisper.fallback).
 WHISPER_GENERATION_OPTIONS = (
     "max_new_tokens",
     "max_length",
@@ -35,8 +36,11 @@ WHISPER_GENERATION_OPTIONS = (
     "bad_words_ids",
     "suppress_tokens",
     "begin_suppress_tokens",
+    "do_sample",
+    "top_k",
+    "top_p",
 )
-WHISPER_OPTIONS = ("language", "task")
+WHISPER_OPTIONS = ("language", "task", *ROBUST_OPTIONS)
 PIPELINE_OPTIONS = (
     "chunk_length_s",
     "stride_length_s",

@@ -6,8 +6,9 @@ preprocess: log-Mel features of the audio, or of each ``chunk_length_s`` chunk
 :mod:`edgetf.generation` (:mod:`edgetf.whisper.seek`, :mod:`edgetf.whisper.tokens`); postprocess: text
 and segment timestamps (:func:`edgetf.whisper.segments.decode_asr`).
 
-Word timestamps, sampling/temperature fallback and ``condition_on_prev_tokens`` are not supported and
-raise InvalidInputError.
+Robust long-form options (``temperature`` fallback, ``compression_ratio_threshold``, ``logprob_threshold``,
+``no_speech_threshold``, ``condition_on_prev_tokens``, ``prompt_ids`` / ``prompt``) follow transformers'
+``generate`` (:mod:`edgetf.whisper.fallback`). Word timestamps are not supported and raise InvalidInputError.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..batching import batched
 from ..errors import InvalidInputError
 from ..generation import call_generation_config, pipeline_generation_config
 from ..text.tokenizer import TextTokenizer
+from ..whisper.fallback import CONFIG_DEFAULTS, RobustOptions
 from ..whisper.seek import WhisperModel
 from ..whisper.segments import ChunkOutput, decode_asr
 from ..whisper.tokens import WhisperSettings, WhisperTokens
@@ -102,9 +104,8 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
         timestamps = self.wants_timestamps(opts)
         gen_opts = {k: v for k, v in opts.items() if k in WHISPER_GENERATION_OPTIONS}
         gen = call_generation_config(self.generation_config, self.model_generation, gen_opts)
-        if gen.do_sample:
-            raise InvalidInputError("sampling is not supported for Whisper in edgetf; use do_sample=False")
         run_options = {
+            "robust": self.robust_options(opts, gen),
             "settings": self.settings,
             "language": opts.get("language", self.settings.language),
             "task": opts.get("task", self.settings.task),
@@ -140,6 +141,30 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
             stride = (samples.shape[0] / sr, audio.stride[0] / sr, audio.stride[1] / sr)
         outputs.append(ChunkOutput(ids.tolist(), stride))
         return outputs, timestamps
+
+    def robust_options(self, opts: Mapping[str, Any], gen: Any) -> RobustOptions:
+        """The call's fallback / no-speech / prompt options, generation_config.json supplying the thresholds."""
+        extra = self.model_generation.extra
+        prev_sot = extra.get("prev_sot_token_id")
+        if prev_sot is None and gen.suppress_tokens is not None and len(gen.suppress_tokens) >= 2:
+            prev_sot = gen.suppress_tokens[-2]  # transformers' fallback for old generation configs
+        defaults = {k: extra.get(k) for k in CONFIG_DEFAULTS}
+        return RobustOptions.from_options(opts, defaults, prev_sot=prev_sot, prompt_text_ids=self.get_prompt_ids)
+
+    def get_prompt_ids(self, text: str) -> list[int]:
+        """``<|startofprev|>`` + the text's ids, as transformers' ``processor.get_prompt_ids(text)``."""
+        sot_prev = self.tokens.sot_prev
+        if sot_prev is None:
+            raise InvalidInputError("this Whisper vocabulary has no <|startofprev|> token, so it takes no text prompt")
+        ids = self.tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids
+        first_special = self.tokens.eot if self.tokens.eot is not None else min(self.tokens.special_ids)
+        special = next((i for i in ids if i >= first_special), None)
+        if special is not None:
+            raise InvalidInputError(
+                f"the prompt text contains the special token {self.tokenizer.id_to_token(special)}, which a prompt "
+                "may not hold"
+            )
+        return [sot_prev, *ids]
 
     # -- postprocess ------------------------------------------------------------------------------------------
     def transcribe(self, audio: Audio, opts: Mapping[str, Any]) -> dict[str, Any]:

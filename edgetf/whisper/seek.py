@@ -16,7 +16,7 @@ i.e. > 30 s without ``chunk_length_s``) runs the loop over the whole spectrogram
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +24,9 @@ import numpy as np
 
 from ..errors import BundleError, InvalidInputError
 from ..generation import GenerationConfig, Seq2SeqDecoder, generate
-from ..generation.logits import NEG_INF, SuppressTokens, SuppressTokensAtBegin, log_softmax
+from ..generation.logits import NEG_INF, SuppressTokens, SuppressTokensAtBegin, log_softmax, softmax
 from ..session import Session
+from .fallback import Attempt, RobustOptions, decoder_prompt, judge, keeps_conditioning, no_speech_position
 from .tokens import WhisperSettings, prompt_tokens
 
 
@@ -113,6 +114,13 @@ class Window:
     end: int
     total: int
     segments: list[np.ndarray]
+    attempts: tuple[Attempt, ...] = ()  # with robust options: each temperature tried and its decisions
+    decoder_ids: tuple[int, ...] = ()  # with robust options: the decoder input (prompt, previous text)
+
+    @property
+    def skipped(self) -> bool:
+        """True when the window was dropped as no speech (``no_speech_threshold``)."""
+        return bool(self.attempts) and self.attempts[-1].skip
 
 
 class WhisperModel:
@@ -155,6 +163,7 @@ class WhisperModel:
         task: str | None,
         return_timestamps: bool,
         max_length_given: bool = False,
+        robust: RobustOptions | None = None,
     ) -> np.ndarray:
         """Build the prompt (detecting the language from ``first_hidden`` when needed), then transcribe."""
         start = gen.decoder_start_token_id
@@ -176,6 +185,7 @@ class WhisperModel:
             return_timestamps=return_timestamps,
             first_hidden=first_hidden,
             max_length_given=max_length_given,
+            robust=robust,
         )
 
     def transcribe(
@@ -188,6 +198,7 @@ class WhisperModel:
         return_timestamps: bool,
         first_hidden: np.ndarray | None = None,
         max_length_given: bool = False,
+        robust: RobustOptions | None = None,
     ) -> np.ndarray:
         """Generated ids of one spectrogram (mels, frames), prompt and EOS removed, windows concatenated."""
         pieces = [
@@ -200,6 +211,7 @@ class WhisperModel:
                 return_timestamps=return_timestamps,
                 first_hidden=first_hidden,
                 max_length_given=max_length_given,
+                robust=robust,
             )
             for piece in window.segments
         ]
@@ -215,9 +227,13 @@ class WhisperModel:
         return_timestamps: bool,
         first_hidden: np.ndarray | None = None,
         max_length_given: bool = False,
+        robust: RobustOptions | None = None,
     ) -> Iterator[Window]:
-        """The seek loop, one :class:`Window` (its frames and generated segments) as each is decoded."""
+        """The seek loop, one :class:`Window` (its frames and generated segments) as each is decoded.
+
+        robust: temperature fallback, no-speech skipping and prompts (:mod:`edgetf.whisper.fallback`)."""
         gen = gen.copy()
+        gen.do_sample = False  # as transformers: Whisper samples only at a temperature > 0 (robust)
         begin_suppress, suppress = gen.begin_suppress_tokens, gen.suppress_tokens
         gen.begin_suppress_tokens = gen.suppress_tokens = None  # applied below, in Whisper's order
         max_new = gen.max_new_tokens or 0
@@ -226,20 +242,25 @@ class WhisperModel:
                 f"the prompt is {len(prompt)} tokens and max_new_tokens is {max_new}: together more than the "
                 f"model's {self.max_target_positions} decoder positions; lower max_new_tokens"
             )
-        processors: list[Any] = []
-        if begin_suppress is not None:
-            processors.append(SuppressTokensAtBegin(begin_suppress, len(prompt)))
-        if suppress is not None:
-            processors.append(SuppressTokens(suppress))
-        if return_timestamps:
-            if settings.no_timestamps_id is None:
-                raise InvalidInputError(
-                    "return_timestamps needs no_timestamps_token_id in the bundle's generation_config.json"
-                )
-            eos = gen.eos_ids[0] if gen.eos_ids else gen.bos_token_id
-            processors.append(
-                TimestampRules(settings.no_timestamps_id, eos, len(prompt), settings.max_initial_timestamp_index)
+        if return_timestamps and settings.no_timestamps_id is None:
+            raise InvalidInputError(
+                "return_timestamps needs no_timestamps_token_id in the bundle's generation_config.json"
             )
+
+        def make_processors(begin: int) -> list[Any]:
+            processors: list[Any] = []
+            if begin_suppress is not None:
+                processors.append(SuppressTokensAtBegin(begin_suppress, begin))
+            if suppress is not None:
+                processors.append(SuppressTokens(suppress))
+            if return_timestamps and settings.no_timestamps_id is not None:
+                eos = gen.eos_ids[0] if gen.eos_ids else gen.bos_token_id
+                processors.append(
+                    TimestampRules(settings.no_timestamps_id, eos, begin, settings.max_initial_timestamp_index)
+                )
+            return processors
+
+        processors = make_processors(len(prompt))
         timestamp_begin = (
             settings.no_timestamps_id + 1
             if settings.no_timestamps_id is not None
@@ -249,12 +270,21 @@ class WhisperModel:
         total = features.shape[1]
         seek = 0
         start = np.asarray([prompt], dtype=np.int64)
+        fallback = _FallbackState(robust) if robust is not None and not robust.plain else None
         while seek < total:
             frames = min(total - seek, self.window_frames)
             if seek == 0 and first_hidden is not None:
                 hidden = first_hidden
             else:
                 hidden = self.encode(self.window(features, seek, frames)[None])
+            if fallback is not None:
+                window = self.robust_window(
+                    hidden, prompt, gen, make_processors, fallback, seek, frames, total, timestamp_begin,
+                    max_length_given,
+                )  # fmt: skip
+                yield window
+                seek = window.end
+                continue
             decoder = Seq2SeqDecoder(self.decoder, hidden, None, self.config)
             out = generate(
                 decoder,
@@ -276,3 +306,109 @@ class WhisperModel:
             advance = advance if advance > 0 else frames
             yield Window(seek, seek + advance, total, segments)
             seek += advance
+
+    def no_speech_probability(self, hidden: np.ndarray, decoder_ids: list[int], init_length: int, token: int) -> float:
+        """P(<|nospeech|>) from the unprocessed logits at <|startoftranscript|> (one teacher-forced pass)."""
+        decoder = Seq2SeqDecoder(self.decoder, hidden, None, self.config)
+        logits = decoder.teacher_forced_logits(np.asarray([decoder_ids], dtype=np.int64))
+        position = no_speech_position(len(decoder_ids), init_length)
+        return float(softmax(logits[0, position][None])[0, token])
+
+    def robust_window(
+        self,
+        hidden: np.ndarray,
+        prompt: list[int],
+        gen: GenerationConfig,
+        make_processors: Callable[[int], list[Any]],
+        state: _FallbackState,
+        seek: int,
+        frames: int,
+        total: int,
+        timestamp_begin: int,
+        max_length_given: bool,
+    ) -> Window:
+        """One window with :mod:`edgetf.whisper.fallback`'s decisions (transformers' ``generate_with_fallback``)."""
+        options = state.options
+        decoder_ids = decoder_prompt(
+            prompt, state.history, state.condition, options, timestamp_begin, self.max_target_positions
+        )
+        max_new = gen.max_new_tokens or 0
+        if max_new + len(decoder_ids) > self.max_target_positions:
+            raise InvalidInputError(
+                f"the decoder input (prompt, prompt_ids and previous text) is {len(decoder_ids)} tokens and "
+                f"max_new_tokens is {max_new}: together more than the model's {self.max_target_positions} decoder "
+                "positions; shorten the prompt or lower max_new_tokens"
+            )
+        processors = make_processors(len(decoder_ids))
+        no_speech = None
+        if options.no_speech_threshold is not None:
+            if timestamp_begin > int(self.config["vocab_size"]):
+                raise InvalidInputError("no_speech_threshold needs no_timestamps_token_id in generation_config.json")
+            no_speech = self.no_speech_probability(hidden, decoder_ids, len(prompt), timestamp_begin - 2)
+        start = np.asarray([decoder_ids], dtype=np.int64)
+        pad, eos_ids = gen.pad_id, gen.eos_ids
+        attempts: list[Attempt] = []
+        seq = np.zeros(0, np.int64)
+        for i, temperature in enumerate(options.temperatures):
+            config = gen.copy()
+            config.do_sample = temperature is not None and temperature > 0.0
+            config.temperature = temperature if config.do_sample else 1.0
+            if config.do_sample:
+                state.num_beams = 1  # transformers leaves beam search off for the rest of the call
+            if state.num_beams is not None:
+                config.num_beams = state.num_beams
+            if config.max_new_tokens is None and not max_length_given and len(decoder_ids) >= config.max_length:
+                config.max_new_tokens = 1  # transformers generates one token past a max_length already reached
+            decoder = Seq2SeqDecoder(self.decoder, hidden, None, self.config)
+            out = generate(
+                decoder,
+                start,
+                config,
+                max_length_given=max_length_given,
+                max_positions=self.max_target_positions,
+                logits_processors=processors,
+                seed=options.rng,
+                output_scores=options.wants_scores,
+            )
+            seq = _strip_padding(out.sequences[0, len(decoder_ids) :], pad, eos_ids)
+            attempt = judge(seq, _chosen_scores(out), temperature, no_speech, options, int(self.config["vocab_size"]))
+            attempts.append(attempt)
+            if seq.shape[0] and eos_ids and seq[-1] == eos_ids[0]:
+                seq = seq[:-1]
+            state.condition = keeps_conditioning(options, temperature)
+            if not attempt.needs_fallback or i == len(options.temperatures) - 1:
+                break
+        if attempts[-1].skip:
+            return Window(seek, seek + frames, total, [], tuple(attempts), tuple(decoder_ids))
+        segments, advance = split_segments(seq, timestamp_begin, frames, self.input_stride)
+        advance = advance if advance > 0 else frames
+        state.history.extend(segments)
+        return Window(seek, seek + advance, total, segments, tuple(attempts), tuple(decoder_ids))
+
+
+class _FallbackState:
+    """What the robust seek loop carries from window to window (transformers' ``current_segments``,
+    ``do_condition_on_prev_tokens`` and the ``num_beams`` that sampling switches off)."""
+
+    def __init__(self, options: RobustOptions):
+        self.options = options
+        self.history: list[np.ndarray] = options.first_history()
+        self.condition = options.condition_on_prev_tokens
+        self.num_beams: int | None = None
+
+
+def _strip_padding(seq: np.ndarray, pad: int | None, eos_ids: list[int]) -> np.ndarray:
+    """Finished-row padding removed, EOS kept (transformers before ``_need_fallback``)."""
+    if seq.shape[0] and pad is not None and seq[-1] == pad:
+        n_pad = int(np.sum(seq == pad)) - (1 if pad in eos_ids else 0)
+        if n_pad:
+            seq = seq[:-n_pad]
+    return seq
+
+
+def _chosen_scores(out: Any) -> list[np.ndarray]:
+    """Per step, the processed scores of the returned sequence's row (beam search: along its beam)."""
+    if out.beam_indices is None:
+        return [step[0] for step in out.scores]
+    rows = out.beam_indices[0]
+    return [step[int(row)] for step, row in zip(out.scores, rows)]

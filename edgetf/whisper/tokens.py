@@ -134,8 +134,6 @@ class WhisperSettings:
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any]) -> WhisperSettings:
-        if extra.get("condition_on_prev_tokens"):
-            raise BundleError("generation_config.json sets condition_on_prev_tokens, which edgetf does not support")
         return cls(
             no_timestamps_id=extra.get("no_timestamps_token_id"),
             lang_to_id=extra.get("lang_to_id"),
