@@ -271,6 +271,17 @@ def test_transcriptions_in_every_format_equal_the_pipeline(oai, pipes, wav):
     assert translated.text == pipe(str(wav), generate_kwargs={"task": "translate"})["text"]
 
 
+def test_transcriptions_prompt_and_temperature(oai, pipes, wav):
+    pipe = pipes("whisper-tiny")
+    with open(wav, "rb") as f:
+        answer = oai.audio.transcriptions.create(model="whisper-tiny", file=f, prompt="hello there", temperature=0)
+    assert answer.text == pipe(str(wav), prompt="hello there")["text"]
+    with open(wav, "rb") as f, pytest.raises(openai.BadRequestError, match="between 0 and 1"):
+        oai.audio.transcriptions.create(model="whisper-tiny", file=f, temperature=1.5)
+    with open(wav, "rb") as f, pytest.raises(openai.BadRequestError, match="takes no prompt or temperature"):
+        oai.audio.transcriptions.create(model="wav2vec2-ctc", file=f, prompt="hello there")
+
+
 def test_transcriptions_ctc_words(oai, pipes, wav):
     pipe = pipes("wav2vec2-ctc")
     with open(wav, "rb") as f:

@@ -386,6 +386,28 @@ def test_prompt_ids_match_reference(pipe, ref, monkeypatch, clip40, options) -> 
     assert pipe(audio, prompt="hello small device", max_new_tokens=20, **options) == got
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"batch_size": 2, "temperature": (0.0, 0.5), "compression_ratio_threshold": 50.0, "logprob_threshold": -50.0},
+        {"batch_size": 2, "return_timestamps": True, "prompt": "hello small device"},
+        {"return_timestamps": True, "prompt": "hello small device"},
+        {"temperature": 0.0, "logprob_threshold": 1.0, "no_speech_threshold": -1.0},
+    ],
+)
+def test_chunked_with_robust_options_matches_reference(pipe, ref, monkeypatch, options) -> None:
+    # chunk_length_s: each chunk is one short-form window with the same decisions (batched in transformers)
+    audio = speech_like(35.0, SR, 7).astype(np.float32)
+    options = dict(options, chunk_length_s=10, max_new_tokens=15)
+    if "prompt" in options:
+        options["prompt_ids"] = pipe.get_prompt_ids(options.pop("prompt"))
+    got, expected, windows, trace = _run_both(pipe, ref, monkeypatch, audio, **options)
+    assert got == expected
+    if options.get("batch_size", 1) == 1:  # transformers decodes a batch's chunks in one loop: traced as one
+        assert len(windows) == len(trace.decoder_ids) >= 4
+        assert [list(w.decoder_ids) for w in windows] == trace.decoder_ids
+
+
 def test_sampling_follows_seed(pipe) -> None:
     audio = parity_signals()["speechlike"]
     options = {"temperature": 0.9, "max_new_tokens": 15}

@@ -300,10 +300,8 @@ async def audio_route(request: web.Request, *, translate: bool) -> web.Response:
             param="response_format",
         )
     language = field(fields, "language", str, None) or None
-    if field(fields, "prompt", str, ""):
-        raise ApiError(400, "prompt is not supported: edgetf's Whisper decoding takes no prompt", param="prompt")
-    if number(fields, "temperature", 0.0, 0.0, 1.0) != 0:
-        raise ApiError(400, "temperature other than 0 is not supported: edgetf's Whisper decodes without sampling")
+    prompt = field(fields, "prompt", str, "")  # Whisper's initial prompt (transformers' prompt_ids of the text)
+    temperature = number(fields, "temperature", 0.0, 0.0, 1.0)  # > 0: sampling at that temperature
     granularities = fields.getlist("timestamp_granularities[]") + fields.getlist("timestamp_granularities")
     if not set(granularities) <= {"segment", "word"}:
         raise ApiError(400, f"timestamp_granularities takes 'segment' and 'word', got {granularities}")
@@ -320,10 +318,16 @@ async def audio_route(request: web.Request, *, translate: bool) -> web.Response:
                 generate["task"] = "translate"
             if language:
                 generate["language"] = language
+            if prompt:
+                generate["prompt"] = prompt
+            if temperature:
+                generate["temperature"] = temperature
         elif translate:
             raise ApiError(400, f"{name!r} is a CTC model: translation needs a Whisper model", param="model")
         elif language:
             raise ApiError(400, f"{name!r} is a CTC model: it takes no language", param="language")
+        elif prompt or temperature:
+            raise ApiError(400, f"{name!r} is a CTC model: it takes no prompt or temperature", param="prompt")
         if generate:
             options["generate_kwargs"] = generate
         if response_format in ("srt", "vtt", "verbose_json"):
