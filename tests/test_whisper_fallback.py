@@ -408,6 +408,12 @@ def test_chunked_with_robust_options_matches_reference(pipe, ref, monkeypatch, o
         assert [list(w.decoder_ids) for w in windows] == trace.decoder_ids
 
 
+def test_do_sample_alone_decodes_as_reference(pipe, ref) -> None:
+    # transformers' Whisper samples only at a temperature > 0: do_sample=True alone keeps beam search
+    audio = parity_signals()["speechlike"]
+    assert pipe(audio, do_sample=True, top_k=5) == ref(audio.copy(), do_sample=True, top_k=5) == pipe(audio)
+
+
 def test_sampling_follows_seed(pipe) -> None:
     audio = parity_signals()["speechlike"]
     options = {"temperature": 0.9, "max_new_tokens": 15}
