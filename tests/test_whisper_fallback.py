@@ -330,6 +330,33 @@ def test_no_speech_threshold_drops_windows_as_reference(pipe, ref, monkeypatch) 
     assert [w.skipped for w in windows] == [a[5] for a in trace.attempts] == [first > threshold, second > threshold]
 
 
+@pytest.fixture(scope="module")
+def en_pipe(tiny):
+    return edgetf.pipeline(ASR, tiny.get("whisper-tiny-en").bundle, dtype="fp32")
+
+
+@pytest.fixture(scope="module")
+def en_ref(tiny, reference):
+    return reference(ASR, tiny.get("whisper-tiny-en"))
+
+
+@pytest.mark.parametrize("num_beams", [1, 5])
+def test_no_speech_of_one_token_prompt_as_reference(en_pipe, en_ref, monkeypatch, clip40, num_beams) -> None:
+    # English-only with timestamps: the prompt is <|startoftranscript|> alone, and transformers reads the
+    # probability from the first step's scores after the suppress rules (the token is suppressed by default:
+    # 0); here with a suppress list that leaves it, greedy (softmax) and beam search (exp of log-probabilities)
+    options = {"return_timestamps": True, "temperature": 0.0, "logprob_threshold": 1.0, "num_beams": num_beams}
+    for suppress, threshold in (([1, 2, 7], 2.0), (None, -1.0)):
+        extra = {"no_speech_threshold": threshold} | ({"suppress_tokens": suppress} if suppress else {})
+        got, expected, windows, trace = _run_both(en_pipe, en_ref, monkeypatch, clip40, **options, **extra)
+        assert got == expected
+        assert len(_attempts(windows)) == len(trace.attempts) == len(windows) >= 2
+        assert all(_same_attempt(g, e) for g, e in zip(_attempts(windows), trace.attempts))
+        assert [len(w.decoder_ids) for w in windows] == [1] * len(windows)
+        assert (trace.attempts[0][3] > 0) == (suppress is not None)
+        assert all(w.skipped for w in windows) == (threshold < 0)
+
+
 def test_short_form_no_speech_keeps_or_drops_as_reference(pipe, ref, monkeypatch) -> None:
     audio = np.zeros(SR * 3, np.float32)
     for threshold in (-1.0, 2.0):
@@ -353,6 +380,15 @@ def test_condition_on_prev_tokens_matches_reference(pipe, ref, monkeypatch, clip
     assert got == expected
     assert [list(w.decoder_ids) for w in windows] == trace.decoder_ids
     assert len(windows) >= 3 and windows[1].decoder_ids[0] == pipe.tokens.sot_prev  # conditioned after window 1
+
+
+def test_previous_text_beyond_max_length_fails_as_reference(pipe, ref, clip70) -> None:
+    # the tiny model's generation_config max_length is 40: previous text soon fills it (transformers raises)
+    options = {"return_timestamps": True, "condition_on_prev_tokens": True, "temperature": 0.0}
+    with pytest.raises(ValueError, match="max_length"):
+        ref(clip70.copy(), **options)
+    with pytest.raises(InvalidInputError, match="max_length is 40"):
+        pipe(clip70, **options)
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,9 @@ Per 30-second window (:meth:`edgetf.whisper.seek.WhisperModel.windows` runs the 
    result is kept when none passes;
 3. with ``no_speech_threshold``, a window whose average log-probability is below ``logprob_threshold``
    and whose <|nospeech|> probability (softmax of the unprocessed logits at <|startoftranscript|>, one
-   extra teacher-forced decoder pass) is above the threshold is skipped: no segments, the seek moves a
-   whole window;
+   extra teacher-forced decoder pass; with a one-token prompt, the first step's scores after the suppress
+   rules, :class:`NoSpeechProbe`) is above the threshold is skipped: no segments, the seek moves a whole
+   window;
 4. conditioning on the window's text for the next one continues only while the accepted temperature
    is below 0.5.
 
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..generation.logits import log_softmax
+from ..generation.logits import log_softmax, softmax
 
 # call options (transformers' ``generate`` arguments, plus edgetf's text prompt and seed)
 ROBUST_OPTIONS = (
@@ -289,5 +290,27 @@ def keeps_conditioning(options: RobustOptions, temperature: float | None) -> boo
 
 def no_speech_position(decoder_length: int, init_length: int) -> int:
     """The decoder position whose unprocessed logits give the no-speech probability: <|startoftranscript|>
-    (transformers' ``WhisperNoSpeechDetection``; with a one-token prompt, the last position)."""
-    return decoder_length - init_length if init_length > 1 else decoder_length - 1
+    (transformers' ``WhisperNoSpeechDetection`` with a prompt of more than one token)."""
+    return decoder_length - init_length
+
+
+class NoSpeechProbe:
+    """transformers' ``WhisperNoSpeechDetection`` for a one-token prompt (English-only models with
+    timestamps): the probability of the no-speech token at the first generated position, read from the
+    scores as the logits processors before it left them (suppressed tokens included); ``logprobs``: the
+    scores are beam search's log-probabilities (fixed by the call's num_beams, as in transformers)."""
+
+    def __init__(self, token: int, begin_index: int, logprobs: bool):
+        self.token = int(token)
+        self.begin_index = int(begin_index)
+        self.logprobs = logprobs
+        self.prob: float | None = None
+
+    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        if input_ids.shape[1] == self.begin_index:
+            row = scores[0].astype(np.float32)
+            if self.logprobs:
+                self.prob = float(np.exp(row[self.token]))
+            else:
+                self.prob = float(softmax(row[None])[0, self.token])
+        return scores

@@ -26,7 +26,15 @@ from ..errors import BundleError, InvalidInputError
 from ..generation import GenerationConfig, Seq2SeqDecoder, generate
 from ..generation.logits import NEG_INF, SuppressTokens, SuppressTokensAtBegin, log_softmax, softmax
 from ..session import Session
-from .fallback import Attempt, RobustOptions, decoder_prompt, judge, keeps_conditioning, no_speech_position
+from .fallback import (
+    Attempt,
+    NoSpeechProbe,
+    RobustOptions,
+    decoder_prompt,
+    judge,
+    keeps_conditioning,
+    no_speech_position,
+)
 from .tokens import WhisperSettings, prompt_tokens
 
 
@@ -340,11 +348,16 @@ class WhisperModel:
                 "positions; shorten the prompt or lower max_new_tokens"
             )
         processors = make_processors(len(decoder_ids))
-        no_speech = None
+        no_speech = probe = None
         if options.no_speech_threshold is not None:
             if timestamp_begin > int(self.config["vocab_size"]):
                 raise InvalidInputError("no_speech_threshold needs no_timestamps_token_id in generation_config.json")
-            no_speech = self.no_speech_probability(hidden, decoder_ids, len(prompt), timestamp_begin - 2)
+            if len(prompt) > 1:
+                no_speech = self.no_speech_probability(hidden, decoder_ids, len(prompt), timestamp_begin - 2)
+            else:  # read from the first step's scores, after the suppress rules (before the timestamp rules)
+                probe = NoSpeechProbe(timestamp_begin - 2, len(decoder_ids), gen.num_beams > 1)
+                rules = [i for i, p in enumerate(processors) if isinstance(p, TimestampRules)]
+                processors.insert(rules[0] if rules else len(processors), probe)
         start = np.asarray([decoder_ids], dtype=np.int64)
         pad, eos_ids = gen.pad_id, gen.eos_ids
         attempts: list[Attempt] = []
@@ -357,8 +370,6 @@ class WhisperModel:
                 state.num_beams = 1  # transformers leaves beam search off for the rest of the call
             if state.num_beams is not None:
                 config.num_beams = state.num_beams
-            if config.max_new_tokens is None and not max_length_given and len(decoder_ids) >= config.max_length:
-                config.max_new_tokens = 1  # transformers generates one token past a max_length already reached
             decoder = Seq2SeqDecoder(self.decoder, hidden, None, self.config)
             out = generate(
                 decoder,
@@ -371,6 +382,8 @@ class WhisperModel:
                 output_scores=options.wants_scores,
             )
             seq = _strip_padding(out.sequences[0, len(decoder_ids) :], pad, eos_ids)
+            if probe is not None:
+                no_speech = probe.prob
             attempt = judge(seq, _chosen_scores(out), temperature, no_speech, options, int(self.config["vocab_size"]))
             attempts.append(attempt)
             if seq.shape[0] and eos_ids and seq[-1] == eos_ids[0]:
