@@ -312,6 +312,32 @@ def test_fallback_taken_trace_matches_reference(pipe, ref, monkeypatch, clip40, 
     assert isinstance(got["text"], str) and sorted(got) == sorted(expected)
 
 
+@pytest.mark.parametrize("hot,condition", [(0.5, False), (0.4, True), (0.5, True)])
+def test_fallback_to_sampling_with_top_k_1_matches_reference(pipe, ref, monkeypatch, clip40, hot, condition) -> None:
+    # top_k=1 makes sampling deterministic (one token left), so the whole fallback path can be compared:
+    # every window fails both attempts, keeps the sampled one, and after the first sampled attempt beam
+    # search stays off (transformers sets num_beams=1 for the rest of the call): later greedy attempts;
+    # the previous text conditions the next window only when the kept temperature is below 0.5
+    options = {
+        "return_timestamps": True,
+        "condition_on_prev_tokens": condition,
+        "temperature": (0.0, hot),
+        "top_k": 1,
+        "compression_ratio_threshold": 0.01,
+        "logprob_threshold": 1.0,
+        "num_beams": 5,
+        "max_new_tokens": 20,
+    }
+    got, expected, windows, trace = _run_both(pipe, ref, monkeypatch, clip40, **options)
+    assert got == expected
+    attempts = _attempts(windows)
+    assert len(windows) >= 2 and len(attempts) == len(trace.attempts) == 2 * len(windows)
+    assert all(_same_attempt(g, e) for g, e in zip(attempts, trace.attempts)), (attempts, trace.attempts)
+    assert [a[0] for a in attempts] == [0.0, hot] * len(windows) and all(a[4] for a in attempts)
+    assert [list(w.decoder_ids) for w in windows] == trace.decoder_ids
+    assert (len(windows[1].decoder_ids) > len(windows[0].decoder_ids)) == (condition and hot < 0.5)
+
+
 def test_no_speech_threshold_drops_windows_as_reference(pipe, ref, monkeypatch) -> None:
     audio = np.concatenate([np.zeros(30 * SR, np.float32), speech_like(12.0, SR, 8).astype(np.float32)])
     base = {"return_timestamps": True, "temperature": 0.0, "logprob_threshold": 1.0}  # every window "unlikely"
