@@ -506,3 +506,10 @@ def test_sampling_follows_seed(pipe) -> None:
 def test_bad_robust_options(pipe, options, match) -> None:
     with pytest.raises(InvalidInputError, match=match):
         pipe(parity_signals()["tone"], **options)
+
+
+def test_ctc_models_refuse_robust_options(tiny) -> None:
+    ctc = edgetf.pipeline(ASR, tiny.get("wav2vec2-ctc").bundle)
+    for options in ({"temperature": 0.2}, {"prompt": "hello"}, {"no_speech_threshold": 0.6}):
+        with pytest.raises(InvalidInputError, match="only apply to Whisper"):
+            ctc(parity_signals()["tone"], **options)
