@@ -149,7 +149,10 @@ def test_random_and_corrupt_bytes(blob):
         load_audio(blob, SR)
 
 
-@pytest.mark.parametrize(("container", "codec"), [("mp3", "libmp3lame"), ("ipod", "aac"), ("mov", "aac")])
+@pytest.mark.parametrize(
+    ("container", "codec"),
+    [("mp3", "libmp3lame"), ("ipod", "aac"), ("mov", "aac"), ("matroska", "aac"), ("webm", "libopus")],
+)
 def test_cut_short_media_is_an_error(container, codec):
     data = encode(container, codec, signal(48000, 3.0), 48000)
     with pytest.raises(InvalidInputError, match="cut short|cannot decode"):

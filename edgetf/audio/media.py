@@ -103,7 +103,11 @@ def check_complete(decoded_s: float, promised_s: float | None, what: str) -> Non
 
 
 def _promised_seconds(stream: Any, container: Any) -> float | None:
-    """The audio track's duration as its container states it (None when unknown or only estimated)."""
+    """The audio track's duration as its container states it (None when unknown). Matroska/webm state it once,
+    for the whole segment, in the header; elsewhere a container-wide duration may be an estimate from the
+    bit rate, which a cut file shares, so only the stream's own is trusted."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
+    if "matroska" in container.format.name and container.duration:
+        return container.duration / 1_000_000  # AV_TIME_BASE
     return None
