@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import edgetf
-from edgetf.audio.samples import speech_like
+from edgetf.audio.io import load_audio
+from edgetf.audio.samples import speech_like, synthesized_speech
 from edgetf.audio.vad import SileroVAD, TimeMap, VadOptions, collect, detect_speech, speech_regions
 from edgetf.errors import InvalidInputError
 
@@ -70,6 +71,26 @@ def test_regions_are_speech_and_the_silence_is_cut(vad):
     assert all(0 <= a < b <= audio.shape[0] for a, b in regions)
     assert all(b1 <= a2 for (_, b1), (a2, _) in zip(regions, regions[1:]))
     assert sum(b - a for a, b in regions) < 0.5 * audio.shape[0]
+
+
+def test_spoken_sentences_are_found(vad, tmp_path):
+    """With espeak-ng: two spoken sentences among seconds of silence give two regions, each covering its
+    sentence's voiced samples and padded by at most speech_pad_ms (plus a 32-ms window)."""
+    path = synthesized_speech("The quick brown fox jumps over the lazy dog.", tmp_path)
+    if path is None:
+        pytest.skip("espeak-ng is not installed")
+    speech = load_audio(str(path), SR).samples
+    loud = np.flatnonzero(np.abs(speech) > 0.02)
+    gaps = (3 * SR, 4 * SR, 3 * SR)
+    audio = np.concatenate([np.zeros(gaps[0]), speech, np.zeros(gaps[1]), speech, np.zeros(gaps[2])])
+    audio = audio.astype(np.float32)
+    starts = (gaps[0], gaps[0] + speech.shape[0] + gaps[1])
+    regions = detect_speech(audio, SR, VadOptions(), vad)
+    assert len(regions) == 2
+    slack = 0.4 * SR + 512
+    for (a, b), start in zip(regions, starts):
+        assert a <= start + loud[0] and b >= start + loud[-1]
+        assert a >= start + loud[0] - slack - 0.1 * SR and b <= start + loud[-1] + slack + 0.1 * SR
 
 
 def test_time_map_is_monotonic_and_inverts_collect():
