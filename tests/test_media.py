@@ -8,6 +8,8 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgetf.audio.io import load_audio, wav_shortfall
 from edgetf.audio.samples import speech_like
@@ -211,3 +213,20 @@ def test_asr_pipelines_and_cli_read_media(tiny, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["text"] == edgetf.pipeline("asr", bundle)(samples)["text"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(cut=st.integers(0, 2000), junk=st.binary(max_size=64))
+def test_wav_shortfall_property(cut, junk):
+    """Any prefix of a WAV: a shortfall is reported exactly when a whole frame of the data chunk is missing;
+    arbitrary bytes never raise."""
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(500, np.float32), SR, format="WAV", subtype="PCM_16")  # 44-byte header + 1000 bytes
+    data = buf.getvalue()
+    prefix = data[: len(data) - cut]
+    got = wav_shortfall(prefix, len(prefix))
+    if len(prefix) < 44:
+        assert got is None
+    else:
+        assert (got is not None) == (cut >= 2)
+    assert wav_shortfall(junk, len(junk)) is None or junk.startswith(b"RIFF")

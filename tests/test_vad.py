@@ -3,6 +3,8 @@ probabilities and regions against silero-vad's own reference code, the time map,
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import edgetf
 from edgetf.audio.io import load_audio
@@ -150,3 +152,29 @@ def test_vad_filter_transcribes_the_speech_only_parts(tiny, model, options):
     assert pipe(silence, vad_filter=True, **options) == {"text": "", "chunks": []}
     with pytest.raises(InvalidInputError, match="unknown vad_parameters"):
         pipe(audio, vad_filter=True, vad_parameters={"treshold": 0.3})
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gaps=st.lists(st.tuples(st.integers(0, 5000), st.integers(1, 5000)), min_size=1, max_size=6),
+    times=st.lists(st.floats(0, 1), min_size=2, max_size=20),
+)
+def test_time_map_property(gaps, times):
+    """For any regions: mapped times never go backwards, stay within the regions' span, and a sample of the
+    joined audio is the original sample at the mapped time."""
+    regions, pos = [], 0
+    for silence, length in gaps:
+        regions.append((pos + silence, pos + silence + length))
+        pos += silence + length
+    tmap = TimeMap(regions, SR)
+    total = sum(b - a for a, b in regions)
+    ordered = sorted(t * (total - 1) / SR for t in times)
+    mapped = [tmap.original(t) for t in ordered]
+    assert all(b >= a for a, b in zip(mapped, mapped[1:]))
+    assert regions[0][0] / SR <= mapped[0] and mapped[-1] <= regions[-1][1] / SR
+    signal = np.arange(pos, dtype=np.float64)
+    joined = collect(signal.astype(np.float32), regions).astype(np.float64)
+    for t, m in zip(ordered, mapped):
+        assert joined[int(round(t * SR))] == signal[int(round(m * SR))]
+    ends = [tmap.original(t, is_end=True) for t in ordered]
+    assert all(b >= a for a, b in zip(ends, ends[1:]))

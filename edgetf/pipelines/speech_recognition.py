@@ -8,6 +8,9 @@ into ``transcribe(audio, opts)`` per input.
 Outputs are the reference's: ``{"text": ...}``, plus ``"chunks"`` with ``return_timestamps`` (segments
 for Whisper with ``True``; characters or words for CTC with ``"char"``/``"word"``), plus any extra keys of a
 dict input (one entry per chunk, as transformers). A list of inputs gives a list of outputs.
+
+``vad_filter=True`` (with ``vad_parameters``, ``vad_model``; faster-whisper's names and semantics) transcribes
+only the speech regions Silero VAD finds (:mod:`edgetf.audio.vad`), timestamps in the original audio's time.
 """
 
 from __future__ import annotations
@@ -56,8 +59,9 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
     """``pipe(audio)`` -> ``{"text": ...}``; see the module docstring for inputs, options and outputs.
 
     Differences from transformers, all documented in edgetf.audio.io: files are decoded with libsndfile
-    (no ffmpeg needed), dict inputs at another rate are resampled with soxr (transformers needs
-    torchaudio), integer PCM is scaled, stereo arrays are averaged on the right axis.
+    or, for other containers, ffmpeg's libraries through PyAV (no ffmpeg binary needed), dict inputs at
+    another rate are resampled with soxr (transformers needs torchaudio), integer PCM is scaled, stereo
+    arrays are averaged on the right axis.
 
     Both kinds of model accept every option name (so a Whisper-only option given to a CTC model gets an
     error that says so); subclasses set ``sampling_rate`` in ``setup`` and implement ``transcribe``.
