@@ -2,8 +2,11 @@
 
 Everything becomes float32 mono at the model's sampling rate:
 
-* files and bytes are decoded with libsndfile (soundfile): wav, flac, ogg/vorbis, opus, and mp3 with
-  libsndfile >= 1.1. transformers decodes them with the ``ffmpeg`` binary instead (and fails without it).
+* files, bytes and binary file objects are decoded with libsndfile (soundfile): wav, flac, ogg/vorbis, opus,
+  and mp3 with libsndfile >= 1.1; anything else (m4a/aac, webm, mp4/mkv/mov audio tracks) with ffmpeg's
+  libraries through PyAV (:mod:`.media`, the ``[media]`` extra). transformers decodes them all with the
+  ``ffmpeg`` binary (and fails without it). A file that holds less than its header promises (a WAV whose data
+  chunk is cut, an mp3 short of its Xing frame count) is an error, never decoded partially.
 * integer PCM is scaled to [-1, 1) (int16 / 32768, int32 / 2**31, uint8 (x - 128) / 128). transformers
   would pass integer arrays through unscaled.
 * channels are averaged. A 2-D array is read as (channels, samples), as transformers does, unless its
@@ -28,9 +31,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
+from . import media
 
 ACCEPTED = (
-    "a path to an audio file (wav, flac, ogg, mp3 ...), the file's bytes, a 1-D float array at the model's "
+    "a path to an audio or media file (wav, flac, ogg, mp3; m4a, webm, mp4, mkv, mov with the [media] extra), "
+    "the file's bytes or a binary file object, a 1-D float array at the model's "
     "sampling rate, or a dict {'raw' or 'array': samples, 'sampling_rate': int}"
 )
 # Keys of the dict form that are consumed; any other key is passed through to the output, as transformers does.
@@ -103,18 +108,94 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
 
 def decode_file(source: str | os.PathLike[str] | bytes, what: str) -> tuple[np.ndarray, int]:
-    """(float32 samples (frames, channels), rate) read with libsndfile; InvalidInputError if unreadable."""
+    """(float32 samples (frames, channels), rate) read with libsndfile; InvalidInputError if unreadable or if
+    the file holds fewer frames than its header promises (a file cut short)."""
     import soundfile as sf
 
     try:
-        handle: Any = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
-        data, rate = sf.read(handle, dtype="float32", always_2d=True)
+        return read_sndfile(source, what)
     except (sf.SoundFileError, RuntimeError, TypeError) as exc:
         raise InvalidInputError(
             f"cannot decode {what} as audio ({exc}); edgetf reads wav, flac, ogg/opus and mp3 through libsndfile "
-            f"{getattr(sf, '__libsndfile_version__', '')}; convert other formats (e.g. with ffmpeg) first"
+            f"{getattr(sf, '__libsndfile_version__', '')}, and {media.MEDIA_FORMATS} with the media extra "
+            f"({media.INSTALL_HINT})"
         ) from exc
-    return data, int(rate)
+
+
+def decode_any(source: str | os.PathLike[str] | bytes, what: str, sampling_rate: int) -> tuple[np.ndarray, int]:
+    """(samples (frames, channels), rate): libsndfile for what it reads (wav, flac, ogg, mp3), else ffmpeg's
+    decoders through PyAV (:mod:`edgetf.audio.media`, the ``[media]`` extra), which give mono at
+    ``sampling_rate`` already. A file libsndfile recognises but finds cut short is an error, never handed on."""
+    import soundfile as sf
+
+    try:
+        return read_sndfile(source, what)
+    except (sf.SoundFileError, RuntimeError, TypeError) as exc:
+        if not media.available():
+            raise media.missing_extra_error(what, str(exc)) from exc
+    return media.decode_media(source, sampling_rate, what)[:, None], sampling_rate
+
+
+def read_sndfile(source: str | os.PathLike[str] | bytes, what: str) -> tuple[np.ndarray, int]:
+    """libsndfile's (frames, channels) float32 samples and rate; its own errors propagate (the caller decides
+    whether another decoder gets a turn); InvalidInputError for a file cut short."""
+    import soundfile as sf
+
+    check_wav_complete(source, what)
+    handle: Any = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    with sf.SoundFile(handle) as sound:
+        promised, rate = sound.frames, int(sound.samplerate)
+        if sound.seekable():  # as sf.read does: libsndfile's ogg/opus reader starts right only after a seek
+            sound.seek(0)
+        data = sound.read(dtype="float32", always_2d=True)
+    if 0 < data.shape[0] < promised:
+        raise InvalidInputError(
+            f"{what} is cut short: its header promises {promised} frames ({promised / rate:.2f} s) but only "
+            f"{data.shape[0]} ({data.shape[0] / rate:.2f} s) could be decoded; re-download or re-export the file"
+        )
+    return data, rate
+
+
+def check_wav_complete(source: str | os.PathLike[str] | bytes, what: str) -> None:
+    """InvalidInputError when a RIFF/WAVE file's data chunk promises more bytes than the file holds.
+
+    libsndfile silently reads what is there; a stream written with an unknown size (0 or 0xFFFFFFFF, as pipes
+    write it) is accepted."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        head, total = bytes(source[:WAV_HEAD_BYTES]), len(source)
+    else:
+        with open(source, "rb") as handle:
+            head = handle.read(WAV_HEAD_BYTES)
+        total = os.path.getsize(source)
+    shortfall = wav_shortfall(head, total)
+    if shortfall is not None:
+        promised, present, block = shortfall
+        raise InvalidInputError(
+            f"{what} is a cut-short WAV file: its header promises {promised // block} frames ({promised} bytes of "
+            f"audio) but the file holds {present // block} ({present} bytes); re-download or re-export it"
+        )
+
+
+WAV_HEAD_BYTES = 1 << 16
+
+
+def wav_shortfall(head: bytes, total: int) -> tuple[int, int, int] | None:
+    """(promised data bytes, present data bytes, bytes per frame) of a RIFF/WAVE file missing at least one
+    frame of its data chunk; None for complete files, unknown sizes, or anything that is not a WAV."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset, block = 12, 1
+    while offset + 8 <= len(head):
+        chunk, size = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
+        if chunk == b"fmt " and offset + 22 <= len(head):
+            block = max(1, int.from_bytes(head[offset + 20 : offset + 22], "little"))
+        if chunk == b"data":
+            if size in (0, 0xFFFFFFFF):
+                return None
+            present = max(0, total - (offset + 8))
+            return (size, present, block) if size - present >= block else None
+        offset += 8 + size + (size & 1)
+    return None
 
 
 def load_audio(inputs: Any, sampling_rate: int, *, allow_stride: bool = False) -> Audio:
@@ -128,13 +209,15 @@ def load_audio(inputs: Any, sampling_rate: int, *, allow_stride: bool = False) -
             raise InvalidInputError(f"{path!r} is a URL; edgetf runs offline: download the file and pass its path")
         if not os.path.isfile(path):
             raise InvalidInputError(f"audio file {path!r} does not exist or is not a file; accepted: {ACCEPTED}")
-        data, rate_in = decode_file(path, f"the file {path!r}")
+        data, rate_in = decode_any(path, f"the file {path!r}", sampling_rate)
         samples = to_mono(data, "audio file", channel_axis=1)
         what = f"audio file {path!r}"
-    elif isinstance(inputs, (bytes, bytearray, memoryview)):
+    elif isinstance(inputs, (bytes, bytearray, memoryview)) or is_binary_file(inputs):
+        if not isinstance(inputs, (bytes, bytearray, memoryview)):
+            inputs = read_binary_file(inputs)
         if len(inputs) == 0:
             raise InvalidInputError("audio bytes are empty; pass the content of an audio file")
-        data, rate_in = decode_file(bytes(inputs), "the given bytes")
+        data, rate_in = decode_any(bytes(inputs), "the given bytes", sampling_rate)
         samples = to_mono(data, "audio bytes", channel_axis=1)
         what = "audio bytes"
     elif isinstance(inputs, Mapping):
@@ -162,6 +245,21 @@ def load_audio(inputs: Any, sampling_rate: int, *, allow_stride: bool = False) -
         if stride is not None:
             stride = (int(round(stride[0] * ratio)), int(round(stride[1] * ratio)))
     return Audio(np.ascontiguousarray(samples, dtype=np.float32), sampling_rate, stride, extra)
+
+
+def is_binary_file(value: Any) -> bool:
+    """A file object opened for reading (``open(path, "rb")``, ``io.BytesIO``, an upload's stream)."""
+    return callable(getattr(value, "read", None)) and not isinstance(value, (str, bytes, Mapping, np.ndarray))
+
+
+def read_binary_file(handle: Any) -> bytes:
+    """The remaining content of a binary file object; InvalidInputError for a text-mode one."""
+    data = "" if isinstance(handle, io.TextIOBase) else handle.read()
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InvalidInputError(
+            f"the audio file object is in text mode ({type(handle).__name__}); open the file in binary mode ('rb')"
+        )
+    return bytes(data)
 
 
 def _from_dict(

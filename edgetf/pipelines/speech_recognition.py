@@ -8,6 +8,9 @@ into ``transcribe(audio, opts)`` per input.
 Outputs are the reference's: ``{"text": ...}``, plus ``"chunks"`` with ``return_timestamps`` (segments
 for Whisper with ``True``; characters or words for CTC with ``"char"``/``"word"``), plus any extra keys of a
 dict input (one entry per chunk, as transformers). A list of inputs gives a list of outputs.
+
+``vad_filter=True`` (with ``vad_parameters``, ``vad_model``; faster-whisper's names and semantics) transcribes
+only the speech regions Silero VAD finds (:mod:`edgetf.audio.vad`), timestamps in the original audio's time.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, ClassVar
 
 from ..audio.chunks import Chunk, chunk_sizes, iter_chunks
 from ..audio.io import Audio, load_audio, tone
+from ..audio.vad import SileroVAD, TimeMap, VadOptions, collect, detect_speech
 from ..batching import check_batch_size
 from ..errors import BundleError, InvalidInputError
 from ..whisper.fallback import ROBUST_OPTIONS
@@ -51,14 +55,17 @@ PIPELINE_OPTIONS = (
     "generate_kwargs",
     "decoder_kwargs",
 )
+# Voice activity detection (edgetf.audio.vad; faster-whisper's option names): silence is cut before the model.
+VAD_OPTIONS = ("vad_filter", "vad_parameters", "vad_model")
 
 
 class AutomaticSpeechRecognitionPipeline(Pipeline):
     """``pipe(audio)`` -> ``{"text": ...}``; see the module docstring for inputs, options and outputs.
 
     Differences from transformers, all documented in edgetf.audio.io: files are decoded with libsndfile
-    (no ffmpeg needed), dict inputs at another rate are resampled with soxr (transformers needs
-    torchaudio), integer PCM is scaled, stereo arrays are averaged on the right axis.
+    or, for other containers, ffmpeg's libraries through PyAV (no ffmpeg binary needed), dict inputs at
+    another rate are resampled with soxr (transformers needs torchaudio), integer PCM is scaled, stereo
+    arrays are averaged on the right axis.
 
     Both kinds of model accept every option name (so a Whisper-only option given to a CTC model gets an
     error that says so); subclasses set ``sampling_rate`` in ``setup`` and implement ``transcribe``.
@@ -66,7 +73,7 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
 
     is_whisper: ClassVar[bool] = False  # a sequence-to-sequence decoder: takes language and task (translate)
     options_accepted: ClassVar[dict[str, Any]] = dict.fromkeys(
-        (*PIPELINE_OPTIONS, *WHISPER_OPTIONS, *WHISPER_GENERATION_OPTIONS), UNSET
+        (*PIPELINE_OPTIONS, *VAD_OPTIONS, *WHISPER_OPTIONS, *WHISPER_GENERATION_OPTIONS), UNSET
     )
     sampling_rate: int
 
@@ -109,13 +116,44 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
                 "decoder_kwargs is for CTC models with a language-model decoder, which edgetf lacks"
             )
         self.check_model_options(opts)
+        if opts.get("vad_filter"):
+            opts["vad_parameters"] = VadOptions.from_mapping(opts.get("vad_parameters"))
         return opts
 
     def check_model_options(self, opts: Mapping[str, Any]) -> None:
         """Refuse options this kind of model cannot honour (subclasses)."""
 
     def _one(self, item: Any, opts: Mapping[str, Any]) -> dict[str, Any]:
-        return self.transcribe(self.load(item), opts)
+        audio = self.load(item)
+        if opts.get("vad_filter"):
+            return self.transcribe_speech(audio, opts)
+        return self.transcribe(audio, opts)
+
+    def speech_regions(self, audio: Audio, opts: Mapping[str, Any]) -> list[tuple[int, int]]:
+        """The (start, end) samples of speech that ``vad_filter`` keeps (Silero VAD, ``vad_parameters``)."""
+        if audio.stride is not None:
+            raise InvalidInputError("vad_filter cannot be combined with a 'stride' in the audio dict")
+        path = opts.get("vad_model")
+        if getattr(self, "_vad_path", UNSET) != path:
+            self._vad, self._vad_path = SileroVAD(path), path
+        return detect_speech(
+            audio.samples, audio.sampling_rate, VadOptions.from_mapping(opts.get("vad_parameters")), self._vad
+        )
+
+    def transcribe_speech(self, audio: Audio, opts: Mapping[str, Any]) -> dict[str, Any]:
+        """``vad_filter=True``: transcribe the speech regions joined together; every chunk timestamp is moved back
+        to the original audio's time (:class:`edgetf.audio.vad.TimeMap`). No speech gives empty text."""
+        regions = self.speech_regions(audio, opts)
+        if not regions:
+            result: dict[str, Any] = {"text": ""}
+            if opts.get("return_timestamps"):
+                result["chunks"] = []
+            return with_extra(result, audio, 0)
+        speech = Audio(collect(audio.samples, regions), audio.sampling_rate, None, audio.extra)
+        result = self.transcribe(speech, opts)
+        if "chunks" in result:
+            result["chunks"] = TimeMap(regions, audio.sampling_rate).chunks(result["chunks"])
+        return result
 
     def load(self, item: Any) -> Audio:
         """One input as float32 mono at the model's rate; a dict's extra keys must not clash with the output's."""
