@@ -1,6 +1,8 @@
 """Voice activity detection (edgetf.audio.vad, the vad_filter option of automatic-speech-recognition):
 probabilities and regions against silero-vad's own reference code, the time map, and transcripts."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -8,11 +10,12 @@ from hypothesis import strategies as st
 
 import edgetf
 from edgetf.audio.io import load_audio
-from edgetf.audio.samples import speech_like, synthesized_speech
+from edgetf.audio.samples import speech_like
 from edgetf.audio.vad import SileroVAD, TimeMap, VadOptions, collect, detect_speech, speech_regions
 from edgetf.errors import InvalidInputError
 
 SR = 16000
+SPOKEN_FOX = Path(__file__).parent / "data" / "espeak-fox-16k.flac"
 
 
 def clip(seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -76,12 +79,10 @@ def test_regions_are_speech_and_the_silence_is_cut(vad):
 
 
 def test_spoken_sentences_are_found(vad, tmp_path):
-    """With espeak-ng: two spoken sentences among seconds of silence give two regions, each covering its
-    sentence's voiced samples and padded by at most speech_pad_ms (plus a 32-ms window)."""
-    path = synthesized_speech("The quick brown fox jumps over the lazy dog.", tmp_path)
-    if path is None:
-        pytest.skip("espeak-ng is not installed")
-    speech = load_audio(str(path), SR).samples
+    """Two spoken sentences among seconds of silence give two regions, each covering its sentence's voiced
+    samples and padded by at most speech_pad_ms (plus a 32-ms window). The sentence is espeak-ng's
+    "The quick brown fox jumps over the lazy dog." at 16 kHz, kept in tests/data (no espeak-ng needed)."""
+    speech = load_audio(str(SPOKEN_FOX), SR).samples
     loud = np.flatnonzero(np.abs(speech) > 0.02)
     gaps = (3 * SR, 4 * SR, 3 * SR)
     audio = np.concatenate([np.zeros(gaps[0]), speech, np.zeros(gaps[1]), speech, np.zeros(gaps[2])])

@@ -9,7 +9,10 @@ Everything becomes float32 mono at the model's sampling rate:
   chunk is cut, an mp3 short of its Xing frame count) is an error, never decoded partially.
 * integer PCM is scaled to [-1, 1) (int16 / 32768, int32 / 2**31, uint8 (x - 128) / 128). transformers
   would pass integer arrays through unscaled.
-* channels are averaged. A 2-D array is read as (channels, samples), as transformers does, unless its
+* a file's (or bytes') channels are mixed as ``ffmpeg -ac 1`` mixes them, which is what transformers
+  reads: stereo becomes (L + R) / sqrt(2); more channels go through ffmpeg's own matrix with the
+  ``[media]`` extra (averaged without it). An array's channels are averaged. A 2-D array is read as
+  (channels, samples), as transformers does, unless its
   first axis is the longer one, which can only be (samples, channels) (transformers would average the
   wrong axis there and keep a handful of samples).
 * a different rate is resampled with soxr (libsoxr "HQ"). transformers resamples a dict input with
@@ -129,11 +132,22 @@ def decode_any(source: str | os.PathLike[str] | bytes, what: str, sampling_rate:
     import soundfile as sf
 
     try:
-        return read_sndfile(source, what)
+        data, rate = read_sndfile(source, what)
     except (sf.SoundFileError, RuntimeError, TypeError) as exc:
         if not media.available():
             raise media.missing_extra_error(what, str(exc)) from exc
-    return media.decode_media(source, sampling_rate, what)[:, None], sampling_rate
+        return media.decode_media(source, sampling_rate, what)[:, None], sampling_rate
+    if data.ndim == 2 and data.shape[1] == 2:
+        return ffmpeg_stereo_downmix(data)[:, None], rate
+    if data.ndim == 2 and data.shape[1] > 2 and media.available():
+        return media.decode_media(source, sampling_rate, what)[:, None], sampling_rate
+    return data, rate
+
+
+def ffmpeg_stereo_downmix(frames: np.ndarray) -> np.ndarray:
+    """(frames, 2) -> mono as ffmpeg's ``-ac 1`` gives it (and so transformers' ``ffmpeg_read``): each
+    channel weighted 1/sqrt(2), not averaged."""
+    return (frames.sum(axis=1, dtype=np.float64) * math.sqrt(0.5)).astype(np.float32)
 
 
 def read_sndfile(source: str | os.PathLike[str] | bytes, what: str) -> tuple[np.ndarray, int]:
