@@ -20,7 +20,7 @@ are one cue each; words (and characters, joined into words first) are grouped in
 Timestamps are made safe for players, never reordered: a missing start is the previous cue's end, a
 missing end (Whisper's last unfinished segment) is the next cue's start or else ``duration``; every cue
 starts no earlier than the previous one ends, and ends no earlier than it starts and no later than the
-next one starts (so cues never go backwards and never overlap).
+next one starts (so cues never go backwards and never overlap); with ``duration``, nothing ends after it.
 """
 
 from __future__ import annotations
@@ -170,6 +170,8 @@ def safe_times(pieces: Sequence[Piece], duration: float | None) -> list[Cue]:
         end = max(end, start)
         if later is not None and later < end:  # the next cue starts first: this one ends there (or at once)
             end = max(later, start)
+        if duration is not None:  # nothing past the audio's end (random or confused models time beyond it)
+            start, end = min(start, max(duration, previous_end)), min(end, max(duration, previous_end))
         cues.append(Cue(start, end, piece.text))
         previous_end = end
     return cues
