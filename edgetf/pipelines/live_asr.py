@@ -79,12 +79,13 @@ class LiveEvent:
 
 
 def segment_words(chunks: list[Mapping[str, Any]], buffer_end: float) -> tuple[list[Word], list[float]]:
-    """Whisper segments -> words (times spread by character count) and the segment ends."""
+    """Whisper segments -> words (times spread by character count, none past the buffer's end) and the
+    segment ends."""
     words, ends = [], []
     for chunk in chunks:
         start, end = chunk["timestamp"]
-        start = 0.0 if start is None else float(start)
-        end = buffer_end if end is None else max(float(end), start)
+        start = 0.0 if start is None else min(float(start), buffer_end)  # no word after the audio heard
+        end = buffer_end if end is None else min(max(float(end), start), buffer_end)
         ends.append(end)
         pieces = str(chunk["text"]).split()
         total = sum(len(p) for p in pieces) or 1
