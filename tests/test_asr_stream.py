@@ -213,3 +213,36 @@ def test_cli_format_srt_and_vtt(tiny, whisper, clip, tmp_path, capsys) -> None:
     assert capsys.readouterr().out == transcripts.to_vtt(expected, duration=40.0)
     assert main(["run", ASR, bundle, str(path), "--format", "docx"]) == 2
     assert "srt, vtt, txt, tsv, json" in capsys.readouterr().err
+
+
+def test_microphone_blocks_is_a_thin_layer_over_sounddevice(monkeypatch) -> None:
+    import sys
+    import types
+
+    from edgetf.pipelines.live_asr import microphone_blocks
+
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # not installed
+    with pytest.raises(InvalidInputError, match="pip install sounddevice"):
+        next(microphone_blocks())
+    opened = {}
+
+    class InputStream:
+        def __init__(self, **kwargs):
+            opened.update(kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            opened["closed"] = True
+
+        def read(self, frames):
+            return np.full((frames, 1), 0.25, np.float32), False
+
+    monkeypatch.setitem(sys.modules, "sounddevice", types.SimpleNamespace(InputStream=InputStream))
+    blocks = microphone_blocks(8000, 0.5)
+    first = next(blocks)
+    assert first.shape == (4000,) and float(first[0]) == 0.25
+    assert opened == {"samplerate": 8000, "channels": 1, "dtype": "float32", "device": None}
+    blocks.close()
+    assert opened["closed"]
