@@ -175,6 +175,10 @@ def test_live_local_agreement_confirms_the_script_with_bounded_delay() -> None:
     delays = [e.received - w["timestamp"][1] for e in events[:-1] for w in e.confirmed]
     assert max(delays) <= 2.0 + 1e-6
     assert len(live.buffer) / SR <= 20.0
+    # silence (nothing heard, nothing to confirm) does not grow the buffer past max_buffer_s
+    quiet = LiveTranscriber(PrefixStable([]), min_chunk_s=1.0, trim_s=3.0, max_buffer_s=5.0)
+    sizes = [len(quiet.buffer) / SR for _ in quiet.run(np.array_split(time_axis[: 20 * SR], 40))]
+    assert max(sizes) <= 5.0 and quiet.text == ""
 
 
 def test_live_whisper_one_block_equals_offline(whisper, clip) -> None:

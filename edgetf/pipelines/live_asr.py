@@ -203,16 +203,22 @@ class LiveTranscriber:
 
     def trim(self) -> None:
         """Cut the buffer at a confirmed segment end once it is longer than ``trim_s`` (whisper_streaming's
-        ``chunk_completed_segment``), or at the last confirmed word past ``max_buffer_s``."""
+        ``chunk_completed_segment``); past ``max_buffer_s``, at the last confirmed word, or, with nothing
+        confirmed in it (silence, a word that never ends), before the tentative words (or the last
+        ``min_chunk_s``)."""
         seconds = self.buffer.shape[0] / self.rate
-        if seconds <= self.trim_s or not self.committed:
+        if seconds <= self.trim_s:
             return
-        confirmed_end = self.committed[-1].end
-        ends = [e for e in self.segment_ends if e <= confirmed_end and e > self.offset]
-        if getattr(self.pipe, "is_whisper", False) and len(self.segment_ends) > 1:
-            ends = [e for e in self.segment_ends[:-1] if self.offset < e <= confirmed_end]
-        cut = ends[-1] if ends else (confirmed_end if seconds > self.max_buffer_s else None)
-        if cut is None:
+        cut: float | None = None
+        if self.committed:
+            confirmed_end = self.committed[-1].end
+            ends = [e for e in self.segment_ends if self.offset < e <= confirmed_end]
+            if getattr(self.pipe, "is_whisper", False) and len(self.segment_ends) > 1:
+                ends = [e for e in self.segment_ends[:-1] if self.offset < e <= confirmed_end]
+            cut = ends[-1] if ends else (confirmed_end if seconds > self.max_buffer_s else None)
+        if (cut is None or cut <= self.offset) and seconds > self.max_buffer_s:
+            cut = self.previous[0].start if self.previous else self.received - self.min_chunk_s
+        if cut is None or cut <= self.offset:
             return
         samples = int(round((cut - self.offset) * self.rate))
         self.buffer = self.buffer[samples:]
