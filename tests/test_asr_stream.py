@@ -204,6 +204,19 @@ def test_live_ctc_blocks_invariants(ctc, clip, tmp_path) -> None:
         assert e.text.endswith(e.confirmed_text)
 
 
+def test_live_whisper_blocks_invariants(whisper, clip) -> None:
+    blocks = np.array_split(clip[: 12 * SR], 12)
+    live = whisper.live(blocks, min_chunk_s=2.0, trim_s=4.0, max_buffer_s=8.0, num_beams=1, max_new_tokens=16)
+    events = list(live)
+    assert len(events) == 7 and events[-1].final and events[-1].received == pytest.approx(12.0)
+    confirmed = [w for e in events for w in e.confirmed]
+    assert events[-1].text == " ".join(w["text"] for w in confirmed)
+    for e in events:  # confirmed words lie within the audio received when they were confirmed
+        assert all(0 <= w["timestamp"][0] <= w["timestamp"][1] <= e.received + 1e-6 for w in e.confirmed)
+    starts = [w["timestamp"][0] for w in confirmed]
+    assert all(a <= b + 0.1 for a, b in zip(starts, starts[1:]))
+
+
 def test_live_bad_options(ctc) -> None:
     with pytest.raises(InvalidInputError, match="min_chunk_s"):
         list(ctc.live([], min_chunk_s=0))
