@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from . import transcripts
 from .bundle import Bundle
 from .errors import EdgetfError
 from .session import SessionOptions, available_providers
@@ -26,6 +27,7 @@ __all__ = [
     "bundle_task",
     "pipeline",
     "supported_tasks",
+    "transcripts",
 ]
 
 

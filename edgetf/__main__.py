@@ -64,6 +64,45 @@ def check_run_flags(args: argparse.Namespace, pipe: Any) -> None:
         raise InvalidInputError(f"--stream applies to {', '.join(tasks_with('stream'))}, not {pipe.task}")
     if args.stream and args.json:
         raise InvalidInputError("--stream writes plain text as it is generated; drop --json (or --stream)")
+    check_format_flags(args, pipe)
+
+
+def check_format_flags(args: argparse.Namespace, pipe: Any) -> None:
+    """--format and --output: automatic-speech-recognition only, one input, no other output mode."""
+    from .transcripts import FORMATS
+
+    if args.format is None:
+        if args.output is not None:
+            raise InvalidInputError("--output goes with --format (srt, vtt, txt, tsv, json)")
+        return
+    if pipe.task != "automatic-speech-recognition":
+        raise InvalidInputError(f"--format writes transcripts of automatic-speech-recognition, not {pipe.task}")
+    if args.format not in FORMATS:
+        raise InvalidInputError(f"--format {args.format!r}: use one of {', '.join(FORMATS)}")
+    if args.timestamps or args.stream or args.json or args.save is not None:
+        raise InvalidInputError("--format is an output of its own: drop --timestamps/--stream/--json/--save")
+    if len(args.inputs) != 1:
+        raise InvalidInputError(f"--format writes one transcript: give one audio file, not {len(args.inputs)}")
+
+
+def write_transcript(pipe: Any, args: argparse.Namespace, options: dict[str, Any]) -> None:
+    """Transcribe the one input and write it in --format to --output (or stdout), asking for timestamps
+    (segments, or CTC words: txt writes one per line, as openai-whisper)."""
+    from .audio.io import load_audio
+    from .transcripts import render
+
+    options.setdefault("return_timestamps", pipe.timestamps_option())
+    audio = load_audio(args.inputs[0], pipe.sampling_rate)
+    result = pipe(audio.samples, **options)
+    text = render(result, args.format, duration=audio.seconds)
+    if args.output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError(f"--output: cannot write {args.output!r}: {exc}") from exc
+    print(f"wrote {args.output}", file=sys.stderr)
 
 
 def check_save_path(path: Path) -> None:
@@ -138,6 +177,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = pipe.cli_inputs(args.inputs)
     items = inputs if isinstance(inputs, list) else [inputs]
     options = dict(args.option or [])
+    if args.format is not None:
+        write_transcript(pipe, args, options)
+        return 0
+    if args.stream and pipe.task == "automatic-speech-recognition":
+        for item in items:
+            for chunk in pipe.stream(item, **options):
+                print(timestamp_lines({"chunks": [chunk]})[0], flush=True)
+        return 0
     if args.stream:
         stream_text(pipe, items, options)
         return 0
@@ -331,8 +378,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--json", action="store_true", help="with --timestamps: print the JSON output (with its chunks)")
     run.add_argument(
-        "--stream", action="store_true", help="text-generation: write the new text as it is generated, not JSON"
+        "--stream",
+        action="store_true",
+        help="text-generation: write the new text as it is generated, not JSON; automatic-speech-recognition: "
+        "a '[start --> end]  text' line per segment as it is decoded",
     )
+    run.add_argument(
+        "--format",
+        metavar="FORMAT",
+        help="automatic-speech-recognition: write the transcript as srt, vtt, txt, tsv or json "
+        "(with timestamps: Whisper segments, CTC words)",
+    )
+    run.add_argument("--output", metavar="FILE", help="with --format: write to FILE instead of stdout")
     run.set_defaults(func=cmd_run)
     info = sub.add_parser("info", help="manifest summary and available providers")
     info.add_argument("bundle")

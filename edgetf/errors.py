@@ -41,3 +41,8 @@ class InvalidInputError(EdgetfError, ValueError):
 
 class InferenceError(EdgetfError, RuntimeError):
     """onnxruntime failed; the message names the feeds' shapes and dtypes."""
+
+
+class Cancelled(EdgetfError):
+    """Long work (a transcription) was stopped on request: its ``cancel`` event was set or its
+    ``progress`` callback returned False. Nothing is returned for the cancelled input."""

@@ -38,6 +38,7 @@ def test_blocker_really_blocks():
 ROOT = Path(__file__).resolve().parent.parent / "edgetf"
 CORE = ("errors", "numeric", "batching", "jsonable", "hashcache", "session", "bundle", "families", "verify", "tasks")
 LIBRARY = ("text", "audio", "vision", "generation", "whisper")  # pre-processing, the generation and Whisper libraries
+LIBRARY += ("transcripts", "progress")  # subtitle writers; progress and cancellation of long work
 APPS = ("__main__", "batch", "doctor", "ray", "serve", "_pyinstaller")  # and the package facade, edgetf/__init__
 RANK = {"core": 0, "library": 1, "pipelines": 2, "apps": 3}
 FORBIDDEN = ("export", "torch", "transformers", "optimum")  # the runtime never imports the exporter

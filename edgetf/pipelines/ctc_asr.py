@@ -12,7 +12,7 @@ pads the last, shorter chunk, which shifts its group-norm statistics).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,9 @@ from ..audio.chunks import Chunk, rescale_stride
 from ..audio.features import Wav2Vec2Features, check_min_samples, check_one_pass_fits, conv_min_samples
 from ..audio.io import Audio, load_audio
 from ..errors import BundleError, InvalidInputError
+from ..progress import Progress
 from ..text.ctc import CTCVocab
+from .asr_stream import ctc_pieces
 from .speech_recognition import (
     WHISPER_GENERATION_OPTIONS,
     WHISPER_OPTIONS,
@@ -85,8 +87,11 @@ class CTCSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
     # -- session ------------------------------------------------------------------------------------------------
     def ctc_logits(self, chunks: list[Chunk], batch: int) -> list[np.ndarray]:
         """(frames, vocab) CTC logits per chunk; chunks of equal length share a batch (no padding)."""
+        return list(self.iter_ctc_logits(chunks, batch))
+
+    def iter_ctc_logits(self, chunks: list[Chunk], batch: int) -> Iterator[np.ndarray]:
+        """:meth:`ctc_logits` one chunk at a time (a batch is run when its first chunk is asked for)."""
         session = self.session()
-        out: list[np.ndarray] = []
         start = 0
         while start < len(chunks):
             n = chunks[start].samples.shape[0]
@@ -95,9 +100,8 @@ class CTCSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
                 stop += 1
             values = np.stack([self.ctc_features(c.samples) for c in chunks[start:stop]])
             feeds = {"input_values": values, "attention_mask": np.ones(values.shape, dtype=np.int64)}
-            out.extend(session.run(feeds, ["logits"])["logits"])
+            yield from session.run(feeds, ["logits"])["logits"]
             start = stop
-        return out
 
     def logits(self, inputs: Any, **kwargs: Any) -> list[np.ndarray]:
         """The (frames, vocab) logits of each chunk, before strides are cut (what the greedy ids of
@@ -118,17 +122,39 @@ class CTCSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
 
     # -- postprocess ------------------------------------------------------------------------------------------
     def transcribe(self, audio: Audio, opts: Mapping[str, Any]) -> dict[str, Any]:
+        timestamps = self.ctc_timestamps(opts)
+        progress = Progress.from_options(opts)
+        progress.check()
+        step: tuple[np.ndarray, float, int] = (np.zeros(0, np.int64), 1.0, 0)
+        for step in self.id_steps(audio, opts):
+            progress.update(step[1])
+        return with_extra(self.ctc_result(step[0], timestamps), audio, step[2])
+
+    def ctc_timestamps(self, opts: Mapping[str, Any]) -> Any:
+        """The ``return_timestamps`` option, checked: None/False, "char" or "word"."""
         timestamps = opts.get("return_timestamps")
         if timestamps not in (None, False, "char", "word"):
             raise InvalidInputError(f"return_timestamps={timestamps!r}: CTC models give 'char' or 'word' timestamps")
+        return timestamps
+
+    def id_steps(self, audio: Audio, opts: Mapping[str, Any]) -> Iterator[tuple[np.ndarray, float, int]]:
+        """(greedy ids so far with strides cut, fraction of the audio done, chunks in all), chunk by chunk."""
         chunks, strided = self.ctc_chunks(audio, opts)
+        spans = np.cumsum([c.stride[0] - c.stride[1] - c.stride[2] for c in chunks]) if strided else None
         pieces = []
-        for chunk, ids in zip(chunks, self.ctc_ids(chunks, batch_size(opts))):
+        for i, (chunk, logits) in enumerate(zip(chunks, self.iter_ctc_logits(chunks, batch_size(opts)))):
+            ids = np.argmax(logits, axis=-1).astype(np.int64)
             if strided:
                 frames, left, right = rescale_stride(chunk.stride, 1 / self.ratio)
                 ids = ids[left : frames - right]
             pieces.append(ids)
-        ids = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+            done = 1.0 if spans is None or i == len(chunks) - 1 else float(spans[i] / spans[-1])
+            yield np.concatenate(pieces), done, len(chunks)
+        if not chunks:
+            yield np.zeros(0, np.int64), 1.0, 0
+
+    def ctc_result(self, ids: np.ndarray, timestamps: Any) -> dict[str, Any]:
+        """``{"text"}`` of greedy ids, plus ``"chunks"`` of characters or words with ``timestamps``."""
         result: dict[str, Any] = {"text": self.vocab.decode(ids)}
         if timestamps:
             offsets: list[Any] = self.vocab.char_offsets(ids)
@@ -142,4 +168,8 @@ class CTCSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
                 }
                 for o in offsets
             ]
-        return with_extra(result, audio, len(chunks))
+        return result
+
+    def stream_chunks(self, audio: Audio, opts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Words (or characters) as their chunks are decoded; see :func:`edgetf.pipelines.asr_stream.ctc_pieces`."""
+        return ctc_pieces(self, audio, opts)

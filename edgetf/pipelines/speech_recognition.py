@@ -15,7 +15,7 @@ only the speech regions Silero VAD finds (:mod:`edgetf.audio.vad`), timestamps i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from ..audio.chunks import Chunk, chunk_sizes, iter_chunks
@@ -23,8 +23,10 @@ from ..audio.io import Audio, load_audio, tone
 from ..audio.vad import SileroVAD, TimeMap, VadOptions, collect, detect_speech
 from ..batching import check_batch_size
 from ..errors import BundleError, InvalidInputError
+from ..progress import check_progress_options, part_of
 from ..whisper.fallback import ROBUST_OPTIONS
 from .base import UNSET, Pipeline
+from .live_asr import LiveEvent, LiveTranscriber
 
 # Generation options accepted for Whisper (sampling follows ``temperature``, see edgetf.whisper.fallback).
 WHISPER_GENERATION_OPTIONS = (
@@ -54,6 +56,8 @@ PIPELINE_OPTIONS = (
     "ignore_warning",
     "generate_kwargs",
     "decoder_kwargs",
+    "progress",
+    "cancel",
 )
 # Voice activity detection (edgetf.audio.vad; faster-whisper's option names): silence is cut before the model.
 VAD_OPTIONS = ("vad_filter", "vad_parameters", "vad_model")
@@ -97,7 +101,11 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
         if isinstance(inputs, list):
             if not inputs:
                 raise InvalidInputError("automatic-speech-recognition got an empty list of inputs")
-            return [self._one(item, opts) for item in inputs]
+            n = len(inputs)  # progress: the fraction of all inputs done
+            return [
+                self._one(item, {**opts, "progress": part_of(opts.get("progress"), i, n)})
+                for i, item in enumerate(inputs)
+            ]
         return self._one(inputs, opts)
 
     def call_options(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,6 +123,7 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
             raise InvalidInputError(
                 "decoder_kwargs is for CTC models with a language-model decoder, which edgetf lacks"
             )
+        check_progress_options(opts.get("progress"), opts.get("cancel"))
         self.check_model_options(opts)
         if opts.get("vad_filter"):
             opts["vad_parameters"] = VadOptions.from_mapping(opts.get("vad_parameters"))
@@ -168,6 +177,24 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
 
     def transcribe(self, audio: Audio, opts: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
+
+    # -- streaming and live (edgetf.pipelines.asr_stream, edgetf.pipelines.live_asr) -------------------------
+    def stream(self, inputs: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """One audio input's ``"chunks"`` (segments, words or characters), yielded as they are decoded."""
+        if isinstance(inputs, list):
+            raise InvalidInputError("stream() takes one audio input, not a list")
+        opts = self.call_options(kwargs)
+        return self.stream_chunks(self.load(inputs), opts)
+
+    def stream_chunks(self, audio: Audio, opts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        raise NotImplementedError
+
+    def live(self, blocks: Iterable[Any], *, sampling_rate: int | None = None, **kwargs: Any) -> Iterator[LiveEvent]:
+        """Live transcription of an iterable of audio blocks: a :class:`LiveEvent` per update (confirmed and
+        tentative words); ``min_chunk_s``, ``trim_s``, ``max_buffer_s`` tune it, other options go to each call."""
+        tuning = {k: kwargs.pop(k) for k in ("min_chunk_s", "trim_s", "max_buffer_s") if k in kwargs}
+        self.call_options(kwargs)
+        return LiveTranscriber(self, sampling_rate, options=kwargs, **tuning).run(blocks)
 
     def chunks(self, audio: Audio, opts: Mapping[str, Any], align_to: int) -> list[Chunk] | None:
         """The overlapping chunks of ``chunk_length_s`` / ``stride_length_s``, or None without chunking."""

@@ -13,7 +13,8 @@ Robust long-form options (``temperature`` fallback, ``compression_ratio_threshol
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,16 +24,27 @@ from ..audio.io import Audio, load_audio
 from ..batching import batched
 from ..errors import InvalidInputError
 from ..generation import call_generation_config, pipeline_generation_config
+from ..progress import Progress
 from ..text.tokenizer import TextTokenizer
 from ..whisper.fallback import CONFIG_DEFAULTS, RobustOptions
 from ..whisper.seek import WhisperModel
 from ..whisper.segments import ChunkOutput, decode_asr
 from ..whisper.tokens import WhisperSettings, WhisperTokens
+from .asr_stream import whisper_segments
 from .generative import model_generation_config
 from .speech_recognition import WHISPER_GENERATION_OPTIONS, AutomaticSpeechRecognitionPipeline, batch_size, with_extra
 
 # transformers' ASR pipeline defaults, used unless generation_config.json sets them (follows openai's whisper).
 PIPELINE_GENERATION_DEFAULTS: dict[str, Any] = {"max_new_tokens": 256, "num_beams": 5}
+
+
+@dataclass(frozen=True)
+class GenerateStep:
+    """One step of :meth:`WhisperSpeechRecognitionPipeline.generate_steps`."""
+
+    outputs: list[ChunkOutput]
+    timestamps: bool
+    done: float
 
 
 class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
@@ -100,7 +112,20 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
         raise InvalidInputError("logits() is for CTC models; for Whisper use token_ids()")
 
     def generate(self, audio: Audio, opts: Mapping[str, Any]) -> tuple[list[ChunkOutput], bool]:
-        """The generated ids of each chunk (or of the whole audio) and whether timestamps were asked for."""
+        """The generated ids of each chunk (or of the whole audio) and whether timestamps were asked for;
+        reports ``progress`` and honours ``cancel`` between windows and chunks."""
+        progress = Progress.from_options(opts)
+        progress.check()
+        step = None
+        for step in self.generate_steps(audio, opts):
+            progress.update(step.done)
+        if step is None:  # pragma: no cover - generate_steps always yields
+            raise InvalidInputError("the audio gave nothing to decode")
+        return step.outputs, step.timestamps
+
+    def generate_steps(self, audio: Audio, opts: Mapping[str, Any]) -> Iterator[GenerateStep]:
+        """:meth:`generate` one decoded chunk or 30-second window at a time: the outputs so far (a long-form
+        output grows window by window) and the fraction of the audio done."""
         timestamps = self.wants_timestamps(opts)
         gen_opts = {k: v for k, v in opts.items() if k in WHISPER_GENERATION_OPTIONS}
         gen = call_generation_config(self.generation_config, self.model_generation, gen_opts)
@@ -115,6 +140,7 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
         chunks = self.chunks(audio, opts, 1)
         outputs: list[ChunkOutput] = []
         if chunks is not None:
+            spans = np.cumsum([c.stride[0] - c.stride[1] - c.stride[2] for c in chunks])
             for group in batched(chunks, batch_size(opts)):
                 feats = np.stack([fe(c.samples) for c in group])
                 hidden = model.encode(feats)
@@ -122,7 +148,10 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
                     ids = model.run(feats[i], hidden[i : i + 1], gen, return_timestamps=timestamps, **run_options)
                     length, left, right = chunk.stride
                     outputs.append(ChunkOutput(ids.tolist(), (length / sr, left / sr, right / sr)))
-            return outputs, timestamps
+                    yield GenerateStep(list(outputs), timestamps, float(spans[len(outputs) - 1] / spans[-1]))
+            if not chunks:
+                yield GenerateStep([], timestamps, 1.0)
+            return
         samples = audio.samples
         long_form = samples.shape[0] > fe.n_samples
         feats = fe(samples, pad_to_window=not long_form)
@@ -135,12 +164,16 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
                 )
             ts_for_generate = True
         hidden = model.encode(feats[None, :, : model.window_frames])
-        ids = model.run(feats, hidden, gen, return_timestamps=ts_for_generate, **run_options)
         stride = None
         if audio.stride is not None:
             stride = (samples.shape[0] / sr, audio.stride[0] / sr, audio.stride[1] / sr)
-        outputs.append(ChunkOutput(ids.tolist(), stride))
-        return outputs, timestamps
+        ids: list[int] = []
+        for window in model.run_windows(feats, hidden, gen, return_timestamps=ts_for_generate, **run_options):
+            ids.extend(int(t) for piece in window.segments for t in piece)
+            done = min(1.0, window.end / window.total)
+            if done < 1.0:
+                yield GenerateStep([ChunkOutput(list(ids), stride)], timestamps, done)
+        yield GenerateStep([ChunkOutput(ids, stride)], timestamps, 1.0)
 
     def robust_options(self, opts: Mapping[str, Any], gen: Any) -> RobustOptions:
         """The call's fallback / no-speech / prompt options, generation_config.json supplying the thresholds."""
@@ -177,3 +210,8 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
             time_precision=self.time_precision,
         )
         return with_extra({"text": text, **optional}, audio, len(outputs))
+
+    def stream_chunks(self, audio: Audio, opts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Segments (the output's ``"chunks"``) as their windows or chunks are decoded; see
+        :func:`edgetf.pipelines.asr_stream.whisper_segments`."""
+        return whisper_segments(self, audio, opts)

@@ -174,6 +174,30 @@ class WhisperModel:
         robust: RobustOptions | None = None,
     ) -> np.ndarray:
         """Build the prompt (detecting the language from ``first_hidden`` when needed), then transcribe."""
+        prompt = self.prompt(
+            first_hidden, gen, settings=settings, language=language, task=task, return_timestamps=return_timestamps
+        )
+        return self.transcribe(
+            features,
+            prompt,
+            gen,
+            settings=settings,
+            return_timestamps=return_timestamps,
+            first_hidden=first_hidden,
+            max_length_given=max_length_given,
+        )
+
+    def prompt(
+        self,
+        first_hidden: np.ndarray,
+        gen: GenerationConfig,
+        *,
+        settings: WhisperSettings,
+        language: str | None,
+        task: str | None,
+        return_timestamps: bool,
+    ) -> list[int]:
+        """The decoder prompt, detecting the language from ``first_hidden`` when the model needs one."""
         start = gen.decoder_start_token_id
         if start is None:
             raise BundleError("generation_config.json has no decoder_start_token_id (<|startoftranscript|>)")
@@ -182,10 +206,27 @@ class WhisperModel:
         def detect() -> int:
             return int(self.detect_language(first_hidden, int(start), lang_ids)[0])
 
-        prompt = prompt_tokens(
+        return prompt_tokens(
             settings, int(start), language=language, task=task, return_timestamps=return_timestamps, detect=detect
         )
-        return self.transcribe(
+
+    def run_windows(
+        self,
+        features: np.ndarray,
+        first_hidden: np.ndarray,
+        gen: GenerationConfig,
+        *,
+        settings: WhisperSettings,
+        language: str | None,
+        task: str | None,
+        return_timestamps: bool,
+        max_length_given: bool = False,
+    ) -> Iterator[Window]:
+        """:meth:`run` one decoded :class:`Window` at a time (for progress, cancellation and streaming)."""
+        prompt = self.prompt(
+            first_hidden, gen, settings=settings, language=language, task=task, return_timestamps=return_timestamps
+        )
+        return self.windows(
             features,
             prompt,
             gen,
