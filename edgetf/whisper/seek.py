@@ -185,6 +185,7 @@ class WhisperModel:
             return_timestamps=return_timestamps,
             first_hidden=first_hidden,
             max_length_given=max_length_given,
+            robust=robust,
         )
 
     def prompt(
@@ -221,6 +222,7 @@ class WhisperModel:
         task: str | None,
         return_timestamps: bool,
         max_length_given: bool = False,
+        robust: RobustOptions | None = None,
     ) -> Iterator[Window]:
         """:meth:`run` one decoded :class:`Window` at a time (for progress, cancellation and streaming)."""
         prompt = self.prompt(
