@@ -29,7 +29,9 @@ VARIANTS = {
     "pinned": "main thread on CPU 0, the one pool thread on CPU 1 (session.intra_op_thread_affinities)",
     "denormal": "session.set_denormal_as_zero=1",
     "noarena": "enable_mem_arena=False",
+    "shortspin": "spinning on, but a pool thread parks after 100 us (session.intra_op.spin_duration_us)",
     "edgetf": "edgetf's session defaults as shipped (edgetf.SessionOptions(intra_op_threads=2))",
+    "auto": "intra_op_threads=None: onnxruntime picks one thread per physical core (and pins them itself)",
 }
 
 
@@ -40,12 +42,16 @@ def worker(variant: str, model: Path, feeds: Path, threads: int, runs: int) -> N
     import edgetf
 
     options = edgetf.SessionOptions(intra_op_threads=threads, allow_spinning=variant != "nospin")
+    if variant == "auto":
+        options = edgetf.SessionOptions()
     if variant == "noarena":
         options = edgetf.SessionOptions(intra_op_threads=threads, enable_mem_arena=False)
     so = options.to_ort()
     if variant == "pinned" and threads == 2 and len(os.sched_getaffinity(0)) >= 2:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
         so.add_session_config_entry("session.intra_op_thread_affinities", "2")
+    if variant == "shortspin":
+        so.add_session_config_entry("session.intra_op.spin_duration_us", "100")
     if variant == "denormal":
         so.add_session_config_entry("session.set_denormal_as_zero", "1")
     if variant == "edgetf":
@@ -67,6 +73,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variants", nargs="+", default=["default", "nospin", "pinned"], choices=sorted(VARIANTS))
     parser.add_argument("--models", nargs="+", default=[], metavar="LABEL=PATH", help="more files (default settings)")
+    parser.add_argument("--models-setting", default="default", choices=sorted(VARIANTS), help="setting for --models")
     parser.add_argument("--bundle", type=Path, help="a bert-base bundle (default: bench_text's, built if missing)")
     parser.add_argument("--json")
     parser.add_argument("--worker")
@@ -89,7 +96,7 @@ def main() -> int:
     cpu: dict[str, list[float]] = {v: [] for v in files}
     for i in range(args.processes):
         for variant, path in files.items():
-            setting = variant if variant in VARIANTS else "default"
+            setting = variant if variant in VARIANTS else args.models_setting
             argv = ["--worker", setting, "--model", str(path), "--feeds", str(feeds)]
             res = run_worker(Path(__file__), [*argv, "--threads", str(args.threads), "--runs", str(args.runs)])
             if "median_ms" not in res:
