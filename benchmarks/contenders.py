@@ -207,9 +207,58 @@ def whisper_worker(args: argparse.Namespace) -> None:
     worker_result({**payload, "engine": engine}, first)
 
 
+def generation_spec(checkpoint: Path, prompt: int, tokens: int, repeats: int, threads: int, cache: Path) -> dict:
+    """One process of CTranslate2 int8 greedy decoding of the GPT-2 checkpoint (converted, cached): the
+    same random prompt as bench_generation, exactly ``tokens`` new tokens. Keys as bench_generation's
+    workers (``seconds`` per run, ``tokens``, ``sequence``), or ``error``."""
+    python, why = bench_python()
+    if python is None:
+        return {"skipped": why, "error": why}
+    args = ["generation", "--checkpoint", str(checkpoint), "--cache", str(cache), "--threads", str(threads)]
+    args += ["--prompt", str(prompt), "--max-new-tokens", str(tokens), "--runs", str(repeats)]
+    return run_worker(HERE, args, python=python, env={"OMP_NUM_THREADS": str(threads)})
+
+
+def generation_worker(args: argparse.Namespace) -> None:
+    import ctranslate2
+    import numpy as np
+
+    stat = (args.checkpoint / "config.json").stat()
+    folder = args.cache / f"ct2-{args.checkpoint.parent.name}-{stat.st_mtime_ns}"
+    if not (folder / "model.bin").is_file():
+        converter = ctranslate2.converters.TransformersConverter(str(args.checkpoint))
+        converter.convert(str(folder), quantization="int8", force=True)
+    import json
+
+    vocab = json.loads((args.checkpoint / "config.json").read_text())["vocab_size"]
+    ids = np.random.default_rng(0).integers(0, vocab - 1, size=(1, args.prompt), dtype=np.int64)[0].tolist()
+    generator = ctranslate2.Generator(str(folder), device="cpu", compute_type="int8", intra_threads=args.threads)
+    options = dict(
+        max_length=args.max_new_tokens,
+        min_length=args.max_new_tokens,
+        sampling_topk=1,
+        include_prompt_in_result=False,
+    )
+
+    def call() -> list[int]:
+        (result,) = generator.generate_batch([ids], **options)
+        return result.sequences_ids[0]
+
+    out = call()
+    first = time.time()
+    seconds = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        out = call()
+        seconds.append(time.perf_counter() - t0)
+    payload = {"seconds": seconds, "tokens": len(out), "sequence": ids + out}
+    worker_result({**payload, "engine": f"ctranslate2 {ctranslate2.__version__}"}, first)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("engine", choices=["openvino", "whisper"])
+    parser.add_argument("engine", choices=["openvino", "whisper", "generation"])
+    parser.add_argument("--prompt", type=int, default=32)
     parser.add_argument("--onnx", type=Path)
     parser.add_argument("--feeds", type=Path)
     parser.add_argument("--mode", default="fp32", help="openvino: fp32 or int8; whisper: ctranslate2 or faster-whisper")
@@ -223,6 +272,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.engine == "whisper":
         whisper_worker(args)
+    elif args.engine == "generation":
+        generation_worker(args)
     else:
         openvino_worker(args.onnx, args.feeds, args.mode, args.threads, args.runs, args.cache)
     return 0

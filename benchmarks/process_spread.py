@@ -75,6 +75,7 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=[], metavar="LABEL=PATH", help="more files (default settings)")
     parser.add_argument("--models-setting", default="default", choices=sorted(VARIANTS), help="setting for --models")
     parser.add_argument("--bundle", type=Path, help="a bert-base bundle (default: bench_text's, built if missing)")
+    parser.add_argument("--openvino", action="store_true", help="also OpenVINO NNCF int8 on the bundle's model.onnx")
     parser.add_argument("--json")
     parser.add_argument("--worker")
     parser.add_argument("--model", type=Path)
@@ -92,13 +93,23 @@ def main() -> int:
     feeds = save_feeds(input_feeds(bundle), CACHE, "bert-base")
     files = {v: model for v in args.variants}
     files.update({label: Path(path) for label, _, path in (m.partition("=") for m in args.models)})
+    engines = {}
+    if args.openvino:
+        from benchmarks.contenders import openvino_specs
+
+        fp32 = bundle / "onnx" / "model.onnx"
+        engines = openvino_specs(fp32, feeds, args.threads, args.runs, CACHE / "openvino", modes=("int8",))
+        files.update({name: fp32 for name in engines})
     medians: dict[str, list[float]] = {v: [] for v in files}
     cpu: dict[str, list[float]] = {v: [] for v in files}
     for i in range(args.processes):
         for variant, path in files.items():
             setting = variant if variant in VARIANTS else args.models_setting
             argv = ["--worker", setting, "--model", str(path), "--feeds", str(feeds)]
-            res = run_worker(Path(__file__), [*argv, "--threads", str(args.threads), "--runs", str(args.runs)])
+            if variant in engines:
+                res = engines[variant]()
+            else:
+                res = run_worker(Path(__file__), [*argv, "--threads", str(args.threads), "--runs", str(args.runs)])
             if "median_ms" not in res:
                 print(f"  {variant}: failed, left out: {res.get('error', '')[-300:]}")
                 continue
