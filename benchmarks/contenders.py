@@ -220,17 +220,26 @@ def generation_spec(checkpoint: Path, prompt: int, tokens: int, repeats: int, th
 
 
 def generation_worker(args: argparse.Namespace) -> None:
+    import json
+
     import ctranslate2
     import numpy as np
 
+    vocab = json.loads((args.checkpoint / "config.json").read_text())["vocab_size"]
+    # the random-weight checkpoint has no tokenizer: a stand-in names the ids (GPT-2's last is end-of-text)
+    names = [f"t{i}" for i in range(vocab - 1)] + ["<|endoftext|>"]
     stat = (args.checkpoint / "config.json").stat()
     folder = args.cache / f"ct2-{args.checkpoint.parent.name}-{stat.st_mtime_ns}"
     if not (folder / "model.bin").is_file():
-        converter = ctranslate2.converters.TransformersConverter(str(args.checkpoint))
+        source = args.cache / f"ct2-source-{stat.st_mtime_ns}"  # the checkpoint plus a stand-in GPT-2 tokenizer
+        source.mkdir(parents=True, exist_ok=True)
+        for f in args.checkpoint.iterdir():
+            if not (source / f.name).exists():
+                (source / f.name).symlink_to(f.resolve())
+        (source / "vocab.json").write_text(json.dumps({n: i for i, n in enumerate(names)}))
+        (source / "merges.txt").write_text("#version: 0.2\n")
+        converter = ctranslate2.converters.TransformersConverter(str(source))
         converter.convert(str(folder), quantization="int8", force=True)
-    import json
-
-    vocab = json.loads((args.checkpoint / "config.json").read_text())["vocab_size"]
     ids = np.random.default_rng(0).integers(0, vocab - 1, size=(1, args.prompt), dtype=np.int64)[0].tolist()
     generator = ctranslate2.Generator(str(folder), device="cpu", compute_type="int8", intra_threads=args.threads)
     options = dict(
@@ -241,7 +250,7 @@ def generation_worker(args: argparse.Namespace) -> None:
     )
 
     def call() -> list[int]:
-        (result,) = generator.generate_batch([ids], **options)
+        (result,) = generator.generate_batch([[names[i] for i in ids]], **options)
         return result.sequences_ids[0]
 
     out = call()
