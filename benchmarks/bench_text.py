@@ -216,6 +216,7 @@ def main() -> int:
                 ("contender", "contender", ""),
                 ("median_ms", "median ms", ".1f"),
                 ("p95_ms", "p95 ms", ".1f"),
+                ("cpu_ms", "CPU ms/call", ".1f"),
                 ("vs_transformers", "× transformers time", ".2f"),
                 ("spread", "process spread", ".0%"),
                 ("batch8_per_s", "batch-8 texts/s", ".1f"),
