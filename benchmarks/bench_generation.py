@@ -394,6 +394,7 @@ def main() -> int:
     for row in rows:
         if ct2 and row["contender"] == "edgetf-q8":
             row["vs_ctranslate2"] = row["tokens_per_s"] / ct2  # throughput ratio, like vs_transformers_fp32
+            row["model"] = "gpt2-quick" if args.quick else "gpt2-124M"
     reference = results.get("transformers-fp32", {}).get("sequence")
     for row in rows:
         seq = results[row["contender"]]["sequence"]

@@ -195,7 +195,7 @@ def main() -> int:
     specs = {name: spawner(name) for name in names}
     if not args.no_contenders:
         specs.update(openvino_specs(bundle / "onnx" / "model.onnx", feeds, args.threads, runs, CACHE / "openvino"))
-    rows = [{"contender": name, **res} for name, res in run_rounds(specs, rounds).items()]
+    rows = [{"contender": name, "model": "bert-base", **res} for name, res in run_rounds(specs, rounds).items()]
     base = next(r for r in rows if r["contender"] == "transformers")
     for r in rows:
         if "median_ms" in r and "median_ms" in base:
