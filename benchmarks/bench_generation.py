@@ -275,6 +275,22 @@ def merge_raw(before: dict[str, Any] | None, raw: dict[str, Any]) -> dict[str, A
     return merged
 
 
+CT2 = "ctranslate2-int8"
+
+
+def ctranslate2_contender(folder: Path, args: argparse.Namespace) -> dict[str, Any] | None:
+    """CTranslate2 int8 greedy decoding of the same checkpoint, prompt and token count, in its own process
+    from the contender venv (benchmarks/contenders.py); None (reason printed) where it cannot run. Its
+    weight bytes per token are counted as the q8 file's (the same int8 matrices)."""
+    from benchmarks.contenders import generation_spec
+
+    raw = generation_spec(folder / "checkpoint", args.prompt, args.tokens, args.repeats, args.threads, folder)
+    if "seconds" not in raw:
+        print(f"{CT2} skipped: {raw.get('skipped') or raw.get('error', '')[-800:]}", file=sys.stderr)
+        return None
+    return raw
+
+
 # -- summary ------------------------------------------------------------------------------------------------
 def summarize(name: str, raw: dict[str, Any], weight_bytes: int, bandwidth_gbps: float) -> dict[str, Any]:
     """One table row; ``weight_bytes``: read per generated token; ``bandwidth_gbps``: the measured limit."""
@@ -326,6 +342,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="passes over the contenders, interleaved (default 1)")
     parser.add_argument("--bandwidth-mb", type=int, default=1024, help="array size of the bandwidth test")
     parser.add_argument("--json", default=None, help="write the JSON result here too")
+    parser.add_argument("--no-contenders", action="store_true", help="skip CTranslate2 (the contender venv)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--folder", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -356,6 +373,11 @@ def main() -> int:
             raw = run_contender(name, folder, args)
             if raw is not None:
                 results[name] = merge_raw(results.get(name), raw)
+        if not args.no_contenders:
+            raw = ctranslate2_contender(folder, args)
+            if raw is not None:
+                results[CT2] = merge_raw(results.get(CT2), raw)
+                weights.setdefault(CT2, onnx_weight_bytes(folder / "model_quantized.onnx"))
     bandwidth = {
         "gbps": max(m["gbps"] for m in measured),
         "read_gbps": max(m["read_gbps"] for m in measured),
@@ -368,6 +390,11 @@ def main() -> int:
     base = next((r["tokens_per_s"] for r in rows if r["contender"] == "transformers-fp32"), None)
     for row in rows:
         row["vs_transformers_fp32"] = row["tokens_per_s"] / base if base else None
+    ct2 = next((r["tokens_per_s"] for r in rows if r["contender"] == CT2), None)
+    for row in rows:
+        if ct2 and row["contender"] == "edgetf-q8":
+            row["vs_ctranslate2"] = row["tokens_per_s"] / ct2  # throughput ratio, like vs_transformers_fp32
+            row["model"] = "gpt2-quick" if args.quick else "gpt2-124M"
     reference = results.get("transformers-fp32", {}).get("sequence")
     for row in rows:
         seq = results[row["contender"]]["sequence"]

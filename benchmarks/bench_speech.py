@@ -26,6 +26,7 @@ and to build the models.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -293,6 +294,46 @@ def run_worker(name: str, model: str, bundle: Path, ckpt: Path, audio: Path, opt
     return {"model": model, "contender": name, **result}
 
 
+def other_engines(
+    model: str, bundle: Path, ckpt: Path, audio: Path, folder: Path, args: Any, max_new: int
+) -> dict[str, Callable[[], dict]]:
+    """Spawners of the engines from the contender venv (benchmarks/contenders.py): CTranslate2 int8 and
+    faster-whisper for Whisper; OpenVINO fp32 / NNCF int8 on the bundle's fp32 file for the CTC model."""
+    from benchmarks import contenders
+
+    if model == "whisper":
+        return {
+            f"{mode}-int8": functools.partial(
+                contenders.whisper_spec, mode, ckpt, audio, args.beams, max_new, args.threads, args.runs, folder
+            )
+            for mode in ("ctranslate2", "faster-whisper")
+        }
+    import numpy as np
+
+    import edgetf
+
+    prep = edgetf.pipeline(TASK, bundle, dtype="fp32", verify="none")  # features only: no session opened
+    values = prep.features(np.load(audio))[None]
+    feeds = contenders.save_feeds(
+        {"input_values": values, "attention_mask": np.ones(values.shape, np.int64)}, folder, bundle.name
+    )
+    specs = contenders.openvino_specs(
+        bundle / "onnx" / "model.onnx", feeds, args.threads, args.runs, folder / "openvino"
+    )
+
+    def in_seconds(spawn: Callable[[], dict]) -> Callable[[], dict]:
+        def run() -> dict:
+            result = spawn()
+            if "median_ms" in result:
+                result["median_s"] = result["median_ms"] / 1000
+                result["runs_s"] = [result["median_s"]]
+            return result
+
+        return run
+
+    return {name: in_seconds(spawn) for name, spawn in specs.items()}
+
+
 # -- report -----------------------------------------------------------------------------------------------
 def merge_rounds(results: list[dict]) -> dict:
     """One row per contender: median over rounds of each round's median (and cold start, load); p95 over all
@@ -337,6 +378,16 @@ def summarize(rows: list[dict], seconds: float) -> None:
             bare = contenders.get("bare-" + row["contender"].partition("-")[2], {})
             if row["contender"].startswith("edgetf") and "median_s" in bare:
                 row["overhead_vs_bare"] = (row["median_s"] - bare["median_s"]) / row["median_s"]
+        mine = contenders.get("edgetf-q8", {})
+        for key, other in (
+            ("vs_optimum_q8", "optimum-q8"),
+            ("vs_openvino_int8", "openvino-int8"),
+            ("vs_ctranslate2", "ctranslate2-int8"),
+            ("vs_faster_whisper", "faster-whisper-int8"),
+        ):
+            theirs = contenders.get(other, {})
+            if "median_s" in mine and "median_s" in theirs:
+                mine[key] = mine["median_s"] / theirs["median_s"]
 
 
 COLUMNS = [
@@ -355,6 +406,9 @@ COLUMNS = [
     ("features_share", "features share", ".1%"),
     ("tokens", "tokens", ""),
     ("text_equals_transformers", "same text", ""),
+    ("vs_openvino_int8", "× OpenVINO int8", ".2f"),
+    ("vs_ctranslate2", "× CTranslate2", ".2f"),
+    ("vs_faster_whisper", "× faster-whisper", ".2f"),
 ]
 
 
@@ -378,6 +432,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="audio length (default 30, quick 10)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="Whisper tokens (default 64, quick 16)")
     parser.add_argument("--only", choices=("whisper", "wav2vec2"), action="append")
+    parser.add_argument("--beams", type=int, default=5, help="Whisper beams for every contender (default 5)")
+    parser.add_argument(
+        "--no-contenders", action="store_true", help="skip OpenVINO / CTranslate2 / faster-whisper (contender venv)"
+    )
     parser.add_argument("--models", default="/tmp/edgetf-bench-speech", help="where built models are cached")
     parser.add_argument("--contenders", nargs="*", default=list(CONTENDERS))
     # worker mode
@@ -406,24 +464,35 @@ def main() -> None:
         if args.only and model not in args.only:
             continue
         bundle, ckpt = build_bundle(entry, folder)
-        options = {"max_new_tokens": max_new} if model == "whisper" else {}
+        options = (
+            {"max_new_tokens": max_new, "generate_kwargs": {"num_beams": args.beams}} if model == "whisper" else {}
+        )
         names = list(args.contenders)
         skipped = [n for n in names if n.startswith("bare") and model == "whisper"]
         names = [n for n in names if n not in skipped]
         where = {
             n: optimum_view(bundle, n.partition("-")[2], folder) if n.startswith("optimum") else bundle for n in names
         }
-        rounds: dict[str, list[dict]] = {name: [] for name in names}
+        engines = {} if args.no_contenders else other_engines(model, bundle, ckpt, audio_path, folder, args, max_new)
+        rounds: dict[str, list[dict]] = {name: [] for name in [*names, *engines]}
         for index in range(args.rounds):  # contenders interleaved, so load drift on a shared machine hits all
-            for name in names:
+            for name in rounds:
+                if rounds[name] and "error" in rounds[name][0] and name in engines:
+                    continue  # an engine that cannot run here is not retried
                 print(f"round {index + 1}/{args.rounds}: {model} / {name} ...", file=sys.stderr, flush=True)
-                rounds[name].append(run_worker(name, entry.name, where[name], ckpt, audio_path, options, args))
+                if name in engines:
+                    rounds[name].append({"model": entry.name, "contender": name, **engines[name]()})
+                else:
+                    rounds[name].append(run_worker(name, entry.name, where[name], ckpt, audio_path, options, args))
         merged = {name: merge_rounds(results) for name, results in rounds.items()}
         merged.update({n: {"model": entry.name, "contender": n, "note": NO_BARE_WHISPER} for n in skipped})
         for name in args.contenders:
             dtype = name.partition("-")[2]
             size = dir_size_mb(list(ckpt.iterdir())) if name.startswith("transformers") else None
             merged[name]["size_mb"] = size or dir_size_mb(onnx_files(bundle, dtype))
+            rows.append(merged[name])
+        for name in engines:
+            merged[name].setdefault("note", merged[name].pop("skipped", None) or merged[name].get("engine"))
             rows.append(merged[name])
     summarize(rows, seconds)
     print(f"\nspeech, {seconds:g} s clip, {args.threads} threads, {args.rounds} round(s) x {args.runs} run(s)")

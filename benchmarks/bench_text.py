@@ -17,7 +17,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import CACHE, dir_size_mb, run_worker, table, timed, worker_result  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    CACHE,
+    add_ratios,
+    dir_size_mb,
+    run_rounds,
+    run_worker,
+    table,
+    timed,
+    worker_result,
+)
+from benchmarks.contenders import openvino_specs, save_feeds  # noqa: E402
 
 SEQ = 128
 CONTENDERS = ["transformers", "optimum-fp32", "edgetf-fp32", "bare-fp32", "optimum-q8", "edgetf-q8", "bare-q8"]
@@ -62,13 +72,15 @@ def build(work: Path) -> tuple[Path, Path]:
         task="text-classification",
         source=str(ckpt),
     )
-    result = export_entry(entry, work, tiny_model=False, log=print)
+    # random weights: the q8 gate (made for real weights) walks the whole ladder for nothing; time the
+    # first recipe (every MatMul dynamic int8), as the other family benchmarks do (build_bundle)
+    result = export_entry(entry, work, tiny_model=False, verify=False, log=print)
     if result.status != "ok":
         raise SystemExit(f"export failed: {result.detail}")
     return ckpt, bundle
 
 
-def worker(name: str, ckpt: Path, bundle: Path, threads: int, runs: int) -> None:
+def worker(name: str, ckpt: Path, bundle: Path, threads: int, runs: int, feeds: Path | None = None) -> None:
     kind, _, dtype = name.partition("-")
     dtype = dtype or "fp32"
     file_name = "model_quantized.onnx" if dtype == "q8" else "model.onnx"
@@ -117,8 +129,9 @@ def worker(name: str, ckpt: Path, bundle: Path, threads: int, runs: int) -> None
         so.intra_op_num_threads = threads
         so.enable_mem_pattern = False  # edgetf's session settings: the floor isolates the pipeline's own work
         sess = ort.InferenceSession(str(bundle / "onnx" / file_name), so, providers=["CPUExecutionProvider"])
-        feeds1 = {i.name: np.ones((1, SEQ), np.int64) for i in sess.get_inputs()}
-        feeds8 = {i.name: np.ones((8, SEQ), np.int64) for i in sess.get_inputs()}
+        given = dict(np.load(feeds)) if feeds else {}
+        feeds1 = {i.name: given.get(i.name, np.ones((1, SEQ), np.int64)) for i in sess.get_inputs()}
+        feeds8 = {name: np.repeat(value, 8, axis=0) for name, value in feeds1.items()}
         one = lambda: sess.run(None, feeds1)  # noqa: E731
         eight = lambda: sess.run(None, feeds8)  # noqa: E731
     one()
@@ -126,6 +139,22 @@ def worker(name: str, ckpt: Path, bundle: Path, threads: int, runs: int) -> None
     lat = timed(one, runs)
     batch = timed(eight, max(5, runs // 4))
     worker_result({**lat, "batch8_per_s": 8000 / batch["median_ms"]}, first)
+
+
+def input_feeds(bundle: Path) -> dict:
+    """The model inputs of the benchmark text at SEQ tokens (batch 1), as the bundle's tokenizer makes them."""
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    tok.enable_truncation(SEQ)
+    tok.enable_padding(length=SEQ)
+    enc = tok.encode(_decode_text(Tokenizer.from_file(str(bundle / "tokenizer.json"))))
+    return {
+        "input_ids": np.array([enc.ids], np.int64),
+        "attention_mask": np.array([enc.attention_mask], np.int64),
+        "token_type_ids": np.array([enc.type_ids], np.int64),
+    }
 
 
 def _decode_text(tok) -> str:
@@ -145,33 +174,28 @@ def main() -> int:
     parser.add_argument("--worker")
     parser.add_argument("--ckpt")
     parser.add_argument("--bundle")
+    parser.add_argument("--feeds", type=Path, help="worker: the .npz of model inputs (bare onnxruntime)")
+    parser.add_argument("--rounds", type=int, help="fresh processes per contender, alternating (default 3, quick 2)")
+    parser.add_argument("--no-contenders", action="store_true", help="skip OpenVINO (the contender venv)")
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, Path(args.ckpt), Path(args.bundle), args.threads, args.runs)
+        worker(args.worker, Path(args.ckpt), Path(args.bundle), args.threads, args.runs, args.feeds)
         return 0
     CACHE.mkdir(parents=True, exist_ok=True)
     ckpt, bundle = build(CACHE)
     runs = 10 if args.quick else args.runs
+    rounds = args.rounds or (2 if args.quick else 3)
     names = [c for c in CONTENDERS if not (args.quick and c.startswith("optimum"))]
-    rows = []
-    for name in names:
-        res = run_worker(
-            Path(__file__),
-            [
-                "--worker",
-                name,
-                "--ckpt",
-                str(ckpt),
-                "--bundle",
-                str(bundle),
-                "--threads",
-                str(args.threads),
-                "--runs",
-                str(runs),
-            ],
-        )
-        rows.append({"contender": name, **res})
-        print(f"  {name}: {res.get('median_ms', res.get('error'))}", flush=True)
+    feeds = save_feeds(input_feeds(bundle), CACHE, "bert-base")
+
+    def spawner(name: str):
+        argv = ["--worker", name, "--ckpt", str(ckpt), "--bundle", str(bundle), "--feeds", str(feeds)]
+        return lambda: run_worker(Path(__file__), [*argv, "--threads", str(args.threads), "--runs", str(runs)])
+
+    specs = {name: spawner(name) for name in names}
+    if not args.no_contenders:
+        specs.update(openvino_specs(bundle / "onnx" / "model.onnx", feeds, args.threads, runs, CACHE / "openvino"))
+    rows = [{"contender": name, "model": "bert-base", **res} for name, res in run_rounds(specs, rounds).items()]
     base = next(r for r in rows if r["contender"] == "transformers")
     for r in rows:
         if "median_ms" in r and "median_ms" in base:
@@ -179,9 +203,10 @@ def main() -> int:
             bare = next((b for b in rows if b["contender"] == "bare-" + r["contender"].split("-")[-1]), None)
             if r["contender"].startswith("edgetf") and bare and "median_ms" in bare:
                 r["overhead_vs_bare"] = (r["median_ms"] - bare["median_ms"]) / r["median_ms"]
+    add_ratios(rows, "edgetf-q8", {"vs_openvino_int8": "openvino-int8", "vs_optimum_q8": "optimum-q8"})
     sizes = {d: dir_size_mb([bundle / "onnx" / f]) for d, f in (("fp32", "model.onnx"), ("q8", "model_quantized.onnx"))}
     print(
-        f"\nBERT-base classifier, {SEQ} tokens, {args.threads} threads, {runs} runs; "
+        f"\nBERT-base classifier, {SEQ} tokens, {args.threads} threads, {runs} runs x {rounds} processes; "
         f"bundle fp32 {sizes['fp32']:.0f} MB, q8 {sizes['q8']:.0f} MB"
     )
     print(
@@ -191,11 +216,15 @@ def main() -> int:
                 ("contender", "contender", ""),
                 ("median_ms", "median ms", ".1f"),
                 ("p95_ms", "p95 ms", ".1f"),
+                ("cpu_ms", "CPU ms/call", ".1f"),
                 ("vs_transformers", "× transformers time", ".2f"),
+                ("spread", "process spread", ".0%"),
                 ("batch8_per_s", "batch-8 texts/s", ".1f"),
                 ("cold_start_s", "cold start s", ".2f"),
                 ("peak_rss_mb", "peak RSS MB", ".0f"),
                 ("overhead_vs_bare", "overhead vs bare", ".1%"),
+                ("vs_openvino_int8", "× OpenVINO int8", ".2f"),
+                ("skipped", "skipped", ""),
             ],
         )
     )

@@ -44,6 +44,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from benchmarks.common import (  # noqa: E402
+    add_ratios,
     dir_size_mb,
     run_worker,
     table,
@@ -51,6 +52,7 @@ from benchmarks.common import (  # noqa: E402
     timed_interleaved,
     worker_result,
 )
+from benchmarks.contenders import openvino_specs, save_feeds  # noqa: E402
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 COCO_LABELS = 91  # DETR's COCO head (incl. N/A ids)
@@ -309,6 +311,18 @@ def worker(name: str, model: Model, work: Path, threads: int, runs: int) -> None
     worker_result({**lat, **extra}, first)
 
 
+def model_feeds(model: Model, work: Path) -> dict[str, Any]:
+    """The model inputs edgetf's preprocessing makes from the benchmark photo (what bare and OpenVINO run on)."""
+    import numpy as np
+
+    import edgetf
+
+    _, bundle = paths(model, work)
+    prep = edgetf.pipeline(model.task, bundle, dtype="fp32")  # its processor only: no session is opened
+    feeds = next(prep.chunks([photo()])).feeds
+    return {k: np.asarray(v) for k, v in feeds.items() if isinstance(v, np.ndarray)}
+
+
 # -- parent -------------------------------------------------------------------------------------------------
 def bench(model: Model, work: Path, runs: int, threads: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
     checkpoint, bundle = build(model, work, log)
@@ -329,6 +343,16 @@ def bench(model: Model, work: Path, runs: int, threads: int, log: Callable[[str]
         row.update(run_worker(Path(__file__), args, env=env))
         log(f"  {name}: " + (f"{row['median_ms']:.1f} ms" if "median_ms" in row else f"ERROR {row['error'][-300:]}"))
         rows.append(row)
+    if os.environ.get("EDGETF_BENCH_NO_CONTENDERS") != "1":
+        feeds = save_feeds(model_feeds(model, work), work, model.name)
+        onnx_fp32 = bundle / "onnx" / FILES["fp32"]
+        for name, spawn in openvino_specs(onnx_fp32, feeds, threads, runs, work / "openvino").items():
+            row = {"model": model.name, "task": model.task, "contender": name, **spawn()}
+            log(
+                f"  {name}: "
+                + (f"{row['median_ms']:.1f} ms" if "median_ms" in row else f"skipped {row['error'][-300:]}")
+            )
+            rows.append(row)
     by_name = {r["contender"]: r for r in rows}
     base = by_name["transformers"]
     for r in rows:
@@ -339,6 +363,7 @@ def bench(model: Model, work: Path, runs: int, threads: int, log: Callable[[str]
         bare = by_name.get("bare-" + r["contender"].partition("-")[2], {})
         if r["contender"].startswith("edgetf") and "median_ms" in bare:
             r["overhead_vs_bare"] = (r["median_ms"] - bare["median_ms"]) / r["median_ms"]
+    add_ratios(rows, "edgetf-q8", {"vs_openvino_int8": "openvino-int8", "vs_optimum_q8": "optimum-q8"})
     shape = next((r["model_input"] for r in rows if "model_input" in r), None)
     for r in rows:
         r["input"] = f"{shape[-1]}x{shape[-2]}" if shape else "—"
@@ -358,6 +383,7 @@ COLUMNS = [
     ("overhead_vs_bare", "overhead vs bare", ".1%"),
     ("overhead_in_process", "overhead vs bare (in-process)", ".1%"),
     ("preprocess_share", "preprocess share", ".1%"),
+    ("vs_openvino_int8", "× OpenVINO int8", ".2f"),
 ]
 
 

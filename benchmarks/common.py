@@ -33,12 +33,19 @@ def timed_interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int 
         for fn in fns.values():
             fn()
     samples: dict[str, list[float]] = {key: [] for key in fns}
+    cpu: dict[str, list[float]] = {key: [] for key in fns}
     for _ in range(runs):
         for key, fn in fns.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             samples[key].append((time.perf_counter() - t0) * 1000)
-    return {key: {"median_ms": statistics.median(v), "p95_ms": p95(v)} for key, v in samples.items()}
+            cpu[key].append((time.process_time() - c0) * 1000)
+    # cpu_ms: CPU time of the whole process per call (all its threads; spin-waits count): less sensitive
+    # than wall time to other processes taking the cores, which is what a shared machine does
+    return {
+        key: {"median_ms": statistics.median(v), "p95_ms": p95(v), "cpu_ms": statistics.median(cpu[key])}
+        for key, v in samples.items()
+    }
 
 
 def p95(samples: list[float]) -> float:
@@ -54,11 +61,14 @@ def worker_result(payload: dict[str, Any], first_result_at: float) -> None:
     print("RESULT " + json.dumps(payload), flush=True)
 
 
-def run_worker(script: Path, args: list[str], env: dict[str, str] | None = None, timeout: int = 1800) -> dict:
-    """Spawn one contender; returns its metrics plus cold start and peak RSS (MB)."""
+def run_worker(
+    script: Path, args: list[str], env: dict[str, str] | None = None, timeout: int = 1800, python: str | None = None
+) -> dict:
+    """Spawn one contender (with ``python``, default this interpreter); returns its metrics plus cold
+    start and peak RSS (MB)."""
     spawned = time.time()
     proc = subprocess.run(
-        [sys.executable, str(script), *args],
+        [python or sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -71,6 +81,48 @@ def run_worker(script: Path, args: list[str], env: dict[str, str] | None = None,
     result = json.loads(lines[-1][len("RESULT ") :])
     result["cold_start_s"] = result.pop("first_result_at") - spawned
     return result
+
+
+def run_rounds(specs: dict[str, Callable[[], dict]], rounds: int) -> dict[str, dict]:
+    """Run every contender ``rounds`` times, alternating (round 1: A B C, round 2: A B C, ...), each call a
+    fresh process, so that load drift on a shared machine hits all alike. Per contender: the last
+    process's other metrics, ``median_ms`` the median of the per-process medians, ``process_medians_ms``
+    all of them and ``spread`` = max/min - 1 across processes. A contender whose first process fails is
+    not run again (its row carries the error)."""
+    runs: dict[str, list[dict]] = {name: [] for name in specs}
+    for _ in range(max(1, rounds)):
+        for name, spawn in specs.items():
+            if runs[name] and "error" in runs[name][0]:
+                continue
+            result = spawn()
+            runs[name].append(result)
+            tag = result.get("median_ms", result.get("skipped", result.get("error", "")))
+            print(f"  {name}: {tag if not isinstance(tag, float) else f'{tag:.1f} ms'}", flush=True)
+    rows = {}
+    for name, results in runs.items():
+        ok = [r for r in results if "median_ms" in r]
+        if not ok:
+            rows[name] = results[0]
+            continue
+        medians = [r["median_ms"] for r in ok]
+        rows[name] = {
+            **ok[-1],
+            "median_ms": statistics.median(medians),
+            "process_medians_ms": medians,
+            "spread": max(medians) / min(medians) - 1,
+        }
+    return rows
+
+
+def add_ratios(rows: list[dict[str, Any]], subject: str, ratios: dict[str, str]) -> None:
+    """On the row of contender ``subject``: ``key`` = its median / the median of contender ``other``
+    for each ``key: other`` in ``ratios`` (left out where either has no time)."""
+    by_name = {r["contender"]: r for r in rows}
+    mine = by_name.get(subject, {})
+    for key, other in ratios.items():
+        theirs = by_name.get(other, {})
+        if "median_ms" in mine and "median_ms" in theirs:
+            mine[key] = mine["median_ms"] / theirs["median_ms"]
 
 
 def peak_rss_self_mb() -> float:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import installed_size_mb  # noqa: E402
+from benchmarks.common import installed_size_mb, table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RUNTIME = ["onnxruntime", "numpy", "tokenizers", "soundfile", "pillow"]
@@ -30,6 +30,46 @@ HEAVY = ["torch", "transformers"]
 
 def families() -> dict[str, Path]:
     return {p.stem.removeprefix("bench_"): p for p in sorted(HERE.glob("bench_*.py"))}
+
+
+ANCHORS = [
+    ("family", "family", ""),
+    ("model", "model", ""),
+    ("vs_transformers", "edgetf q8 × transformers", ".2f"),
+    ("vs_optimum_q8", "× optimum q8", ".2f"),
+    ("vs_openvino_int8", "× OpenVINO int8", ".2f"),
+    ("vs_ctranslate2", "× CTranslate2 int8", ".2f"),
+    ("vs_faster_whisper", "× faster-whisper", ".2f"),
+    ("spread", "edgetf q8 process spread", ".0%"),
+]
+
+
+def anchors(results: dict[str, object]) -> list[dict[str, object]]:
+    """Per family and model, edgetf q8's time as a multiple of each anchor's (below 1: edgetf faster), from
+    every ``edgetf-q8`` row in the families' JSON (throughput ratios of the generation bench inverted)."""
+    rows: list[dict[str, object]] = []
+
+    def walk(family: str, node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("contender") == "edgetf-q8":
+                row: dict[str, object] = {"family": family, "model": node.get("model", "—")}
+                for key, value in node.items():
+                    if key.startswith("vs_") and isinstance(value, (int, float)) and value:
+                        throughput = "tokens_per_s" in node  # higher is better there: invert to a time ratio
+                        row[key.removesuffix("_fp32")] = 1 / value if throughput else value
+                if "spread" in node:
+                    row["spread"] = node["spread"]
+                rows.append(row)
+                return
+            for value in node.values():
+                walk(family, value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(family, value)
+
+    for family, result in results.items():
+        walk(family, result)
+    return rows
 
 
 def main() -> int:
@@ -59,6 +99,9 @@ def main() -> int:
             results[name] = {"error": proc.stdout[-1500:]}
             print(f"FAILED ({proc.returncode}): {proc.stdout[-600:]}")
         print(f"({time.perf_counter() - t0:.0f} s)")
+    results["anchors"] = anchors(results)
+    print("\n=== anchors: edgetf q8 time as a multiple of each engine's (one run, each contender its own process)")
+    print(table(results["anchors"], ANCHORS))
     runtime, heavy = installed_size_mb(RUNTIME), installed_size_mb(HEAVY)
     results["install_size_mb"] = {"runtime": runtime, "transformers_torch": heavy, "ratio": runtime / heavy}
     print(

@@ -63,6 +63,10 @@ class SessionOptions:
       work instead of sleeping, which is faster for short calls and token-by-token decoding; they park
       once the spin window ends, so an idle pipeline uses no CPU. False saves the spin window's CPU for
       battery-powered or oversubscribed machines. (Measured figures: README, "Devices".)
+    spin_duration_us: with allow_spinning, how long (microseconds) a pool thread spins before it parks;
+      None keeps onnxruntime's own window. A short window keeps most of the spin's gain between the
+      operators of one call while giving the cores back sooner on a shared or oversubscribed machine,
+      where spinning threads take CPU the working ones need (README, "Devices").
     enable_mem_pattern: False (edgetf's default; onnxruntime's is True). The pattern plans one allocation
       per input shape and keeps every plan, so with inputs of varying length (texts, audio, images) memory
       grows with every new shape (README, "Tasks", gives the figures). Turn it on for inputs of one fixed shape.
@@ -74,6 +78,7 @@ class SessionOptions:
     inter_op_threads: int | None = 1
     graph_optimization: str = "all"
     allow_spinning: bool = True
+    spin_duration_us: int | None = None
     enable_mem_arena: bool = True
     enable_mem_pattern: bool = False
     optimized_cache: str | None = None
@@ -88,6 +93,9 @@ class SessionOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name}={value!r} is not accepted; use None or an integer >= 0")
+        spin = self.spin_duration_us
+        if spin is not None and (isinstance(spin, bool) or not isinstance(spin, int) or spin < 0):
+            raise ValueError(f"spin_duration_us={spin!r} is not accepted; use None or an integer >= 0 (microseconds)")
 
     def to_ort(self) -> ort.SessionOptions:
         """These options as a fresh onnxruntime SessionOptions, exactly as :class:`Session` builds its
@@ -104,6 +112,9 @@ class SessionOptions:
         spin = "1" if self.allow_spinning else "0"
         so.add_session_config_entry("session.intra_op.allow_spinning", spin)
         so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        if self.allow_spinning and self.spin_duration_us is not None:
+            so.add_session_config_entry("session.intra_op.spin_duration_us", str(self.spin_duration_us))
+            so.add_session_config_entry("session.inter_op.spin_duration_us", str(self.spin_duration_us))
         so.log_severity_level = 3
         return so
 
