@@ -6,8 +6,9 @@ preprocess: log-Mel features of the audio, or of each ``chunk_length_s`` chunk
 :mod:`edgetf.generation` (:mod:`edgetf.whisper.seek`, :mod:`edgetf.whisper.tokens`); postprocess: text
 and segment timestamps (:func:`edgetf.whisper.segments.decode_asr`).
 
-Word timestamps, sampling/temperature fallback and ``condition_on_prev_tokens`` are not supported and
-raise InvalidInputError.
+``return_timestamps="word"`` aligns each decoded window's tokens to the audio afterwards
+(:mod:`edgetf.whisper.alignment`) and returns word chunks. Sampling/temperature fallback and
+``condition_on_prev_tokens`` are not supported and raise InvalidInputError.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from ..audio.features import WhisperFeatures
 from ..audio.io import Audio, load_audio
 from ..batching import batched
 from ..errors import InvalidInputError
-from ..generation import call_generation_config, pipeline_generation_config
+from ..families import family_for
+from ..generation import Seq2SeqDecoder, call_generation_config, pipeline_generation_config
 from ..text.tokenizer import TextTokenizer
+from ..whisper.alignment import AlignmentSettings, check_attention_outputs, window_token_times
 from ..whisper.seek import WhisperModel
 from ..whisper.segments import ChunkOutput, decode_asr
 from ..whisper.tokens import WhisperSettings, WhisperTokens
@@ -72,14 +75,10 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
 
     def wants_timestamps(self, opts: Mapping[str, Any]) -> bool:
         requested = opts.get("return_timestamps")
-        if requested == "word":
+        if requested not in (None, False, True, "word"):
             raise InvalidInputError(
-                "return_timestamps='word' (cross-attention alignment) is not supported for Whisper; "
-                "use return_timestamps=True for segment timestamps"
-            )
-        if requested not in (None, False, True):
-            raise InvalidInputError(
-                f"return_timestamps={requested!r}: Whisper gives segment timestamps with True (not 'char')"
+                f"return_timestamps={requested!r}: Whisper gives segment timestamps with True and word "
+                "timestamps with 'word' (not 'char')"
             )
         return bool(requested) or self.settings.return_timestamps
 
@@ -97,9 +96,43 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
         """Whisper decodes step by step and has no single logits array (CTC models do)."""
         raise InvalidInputError("logits() is for CTC models; for Whisper use token_ids()")
 
-    def generate(self, audio: Audio, opts: Mapping[str, Any]) -> tuple[list[ChunkOutput], bool]:
+    def word_alignment(self, model: WhisperModel) -> AlignmentSettings:
+        """The alignment heads and smoothing, after checking the bundle can give word timestamps."""
+        if not family_for(self.bundle.config).word_alignment:
+            raise InvalidInputError(
+                "return_timestamps='word' is not available for this model family; use return_timestamps=True"
+            )
+        settings = AlignmentSettings.from_configs(self.model_generation.extra, self.bundle.config)
+        check_attention_outputs(model.decoder.output_names, settings, model.decoder.path.name)
+        return settings
+
+    def words_run(
+        self, model: WhisperModel, feats: np.ndarray, hidden: np.ndarray, n_samples: int, gen: Any, **run_options: Any
+    ) -> ChunkOutput:
+        """Decode with timestamps, then align each window's tokens (``return_timestamps="word"``)."""
+        settings = self.word_alignment(model)
+        hop = self.whisper_features.hop_length
+        long_form = feats.shape[1] > model.window_frames
+        frames = n_samples // hop if long_form else -(-n_samples // hop)  # transformers' attention mask length
+        ids: list[int] = []
+        times: list[float] = []
+        for window in model.run_windows(feats, hidden, gen, return_timestamps=True, **run_options):
+            kept = sum(len(piece) for piece in window.segments)
+            ids.extend(int(t) for piece in window.segments for t in piece)
+            if not kept:
+                continue
+            decoder = Seq2SeqDecoder(model.decoder, window.hidden, None, model.config)
+            token_times = window_token_times(
+                decoder, window.sequence, window.input_length, settings, frames - window.start
+            )
+            offset = np.float32(window.start * self.time_precision / model.input_stride)
+            times.extend((token_times[:kept].astype(np.float32) + offset).tolist())
+        return ChunkOutput(ids, None, times)
+
+    def generate(self, audio: Audio, opts: Mapping[str, Any]) -> tuple[list[ChunkOutput], bool | str]:
         """The generated ids of each chunk (or of the whole audio) and whether timestamps were asked for."""
         timestamps = self.wants_timestamps(opts)
+        words = opts.get("return_timestamps") == "word"
         gen_opts = {k: v for k, v in opts.items() if k in WHISPER_GENERATION_OPTIONS}
         gen = call_generation_config(self.generation_config, self.model_generation, gen_opts)
         if gen.do_sample:
@@ -118,10 +151,18 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
                 feats = np.stack([fe(c.samples) for c in group])
                 hidden = model.encode(feats)
                 for i, chunk in enumerate(group):
-                    ids = model.run(feats[i], hidden[i : i + 1], gen, return_timestamps=timestamps, **run_options)
                     length, left, right = chunk.stride
+                    if words:
+                        timed = self.words_run(
+                            model, feats[i], hidden[i : i + 1], len(chunk.samples), gen, **run_options
+                        )
+                        outputs.append(
+                            ChunkOutput(timed.tokens, (length / sr, left / sr, right / sr), timed.token_times)
+                        )
+                        continue
+                    ids = model.run(feats[i], hidden[i : i + 1], gen, return_timestamps=timestamps, **run_options)
                     outputs.append(ChunkOutput(ids.tolist(), (length / sr, left / sr, right / sr)))
-            return outputs, timestamps
+            return outputs, "word" if words else timestamps
         samples = audio.samples
         long_form = samples.shape[0] > fe.n_samples
         feats = fe(samples, pad_to_window=not long_form)
@@ -134,10 +175,14 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
                 )
             ts_for_generate = True
         hidden = model.encode(feats[None, :, : model.window_frames])
-        ids = model.run(feats, hidden, gen, return_timestamps=ts_for_generate, **run_options)
         stride = None
         if audio.stride is not None:
             stride = (samples.shape[0] / sr, audio.stride[0] / sr, audio.stride[1] / sr)
+        if words:
+            timed = self.words_run(model, feats, hidden, samples.shape[0], gen, **run_options)
+            outputs.append(ChunkOutput(timed.tokens, stride, timed.token_times))
+            return outputs, "word"
+        ids = model.run(feats, hidden, gen, return_timestamps=ts_for_generate, **run_options)
         outputs.append(ChunkOutput(ids.tolist(), stride))
         return outputs, timestamps
 

@@ -17,7 +17,7 @@ i.e. > 30 s without ``chunk_length_s``) runs the loop over the whole spectrogram
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -113,6 +113,11 @@ class Window:
     end: int
     total: int
     segments: list[np.ndarray]
+    # what word timestamps align (edgetf.whisper.alignment): the window's encoder output, and the decoder
+    # input (input_length ids) followed by every generated id, EOS included
+    hidden: np.ndarray | None = field(default=None, repr=False, compare=False)
+    sequence: np.ndarray | None = field(default=None, repr=False, compare=False)
+    input_length: int = 0
 
 
 class WhisperModel:
@@ -157,6 +162,30 @@ class WhisperModel:
         max_length_given: bool = False,
     ) -> np.ndarray:
         """Build the prompt (detecting the language from ``first_hidden`` when needed), then transcribe."""
+        prompt = self.prompt(
+            first_hidden, gen, settings=settings, language=language, task=task, return_timestamps=return_timestamps
+        )
+        return self.transcribe(
+            features,
+            prompt,
+            gen,
+            settings=settings,
+            return_timestamps=return_timestamps,
+            first_hidden=first_hidden,
+            max_length_given=max_length_given,
+        )
+
+    def prompt(
+        self,
+        first_hidden: np.ndarray,
+        gen: GenerationConfig,
+        *,
+        settings: WhisperSettings,
+        language: str | None,
+        task: str | None,
+        return_timestamps: bool,
+    ) -> list[int]:
+        """The decoder prompt, detecting the language from ``first_hidden`` when the model needs one."""
         start = gen.decoder_start_token_id
         if start is None:
             raise BundleError("generation_config.json has no decoder_start_token_id (<|startoftranscript|>)")
@@ -165,10 +194,27 @@ class WhisperModel:
         def detect() -> int:
             return int(self.detect_language(first_hidden, int(start), lang_ids)[0])
 
-        prompt = prompt_tokens(
+        return prompt_tokens(
             settings, int(start), language=language, task=task, return_timestamps=return_timestamps, detect=detect
         )
-        return self.transcribe(
+
+    def run_windows(
+        self,
+        features: np.ndarray,
+        first_hidden: np.ndarray,
+        gen: GenerationConfig,
+        *,
+        settings: WhisperSettings,
+        language: str | None,
+        task: str | None,
+        return_timestamps: bool,
+        max_length_given: bool = False,
+    ) -> Iterator[Window]:
+        """:meth:`run` one decoded :class:`Window` at a time (for progress, cancellation and streaming)."""
+        prompt = self.prompt(
+            first_hidden, gen, settings=settings, language=language, task=task, return_timestamps=return_timestamps
+        )
+        return self.windows(
             features,
             prompt,
             gen,
@@ -269,10 +315,11 @@ class WhisperModel:
                 n_pad = int(np.sum(seq == pad)) - (1 if pad in eos_ids else 0)
                 if n_pad:
                     seq = seq[:-n_pad]
+            sequence = np.concatenate([start[0], seq])
             if seq.shape[0] and eos_ids and seq[-1] == eos_ids[0]:
                 seq = seq[:-1]
             segments, advance = split_segments(seq, timestamp_begin, frames, self.input_stride)
             # an unfinished segment ending at <|0.00|> would not advance (transformers then loops forever)
             advance = advance if advance > 0 else frames
-            yield Window(seek, seek + advance, total, segments)
+            yield Window(seek, seek + advance, total, segments, hidden, sequence, len(prompt))
             seek += advance
