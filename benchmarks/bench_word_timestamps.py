@@ -6,7 +6,7 @@ Measures (each contender in its own process, rounds alternating):
 * the default decode path (prefill of a 4-token prompt + N greedy steps, outputs not requested) per graph;
 * the alignment pass (one teacher-forced run reading the attention + DTW) for an N-token window.
 
-    python benchmarks/bench_word_timestamps.py [--steps 64] [--rounds 5] [--out /tmp/bench-words]
+    python benchmarks/bench_word_timestamps.py [--steps 64] [--rounds 5] [--out /tmp/bench-words] [--interleaved]
 """
 
 from __future__ import annotations
@@ -86,13 +86,51 @@ def worker(folder: Path, steps: int, align: bool) -> float:
     return time.perf_counter() - t0
 
 
+def interleaved(out: Path, steps: int, rounds: int) -> None:
+    """Both graphs in one process, one decode step each in turn: load drift hits both alike."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from edgetf.generation import Seq2SeqDecoder
+    from edgetf.session import Session, SessionOptions
+
+    config = json.loads((out / "plain" / "config.json").read_text())
+    hidden = np.random.default_rng(0).standard_normal((1, 1500, config["d_model"])).astype(np.float32)
+    prompt = np.array([[50258, 50259, 50359, 50364]], dtype=np.int64)
+    ids = np.random.default_rng(1).integers(0, 50000, steps)
+    decoders = {}
+    for name in ("plain", "attn"):
+        session = Session(out / name / "decoder_model_merged.onnx", options=SessionOptions(intra_op_threads=1))
+        decoders[name] = Seq2SeqDecoder(session, hidden, None, config)
+    per_step: dict[str, list[float]] = {name: [] for name in decoders}
+    for _ in range(rounds):
+        for decoder in decoders.values():
+            decoder.prefill(prompt)
+        for token in ids:
+            for name, decoder in decoders.items():
+                t0 = time.perf_counter()
+                decoder.step(np.array([[token]], dtype=np.int64))
+                per_step[name].append(time.perf_counter() - t0)
+    for name, values in per_step.items():
+        ms = np.asarray(values) * 1000
+        print(f"{name:6s} per step: min {ms.min():.2f} ms, p25 {np.percentile(ms, 25):.2f}, median {np.median(ms):.2f}")
+    ratio = np.asarray(per_step["attn"]) / np.asarray(per_step["plain"])
+    print(f"attn/plain per step pair: median {np.median(ratio):.3f} (p25 {np.percentile(ratio, 25):.3f}, "
+          f"p75 {np.percentile(ratio, 75):.3f}) over {len(ratio)} pairs")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-words"))
     parser.add_argument("--worker", nargs=2)
+    parser.add_argument("--interleaved", action="store_true", help="one process, steps alternating")
     args = parser.parse_args()
+    if args.interleaved:
+        export(args.out)
+        interleaved(args.out, args.steps, args.rounds)
+        return
     if args.worker:
         print(worker(args.out / args.worker[0], args.steps, args.worker[1] == "align"))
         return

@@ -23,7 +23,7 @@ from ..audio.io import Audio, load_audio
 from ..batching import batched
 from ..errors import InvalidInputError
 from ..families import family_for
-from ..generation import Seq2SeqDecoder, call_generation_config, pipeline_generation_config
+from ..generation import GenerationConfig, Seq2SeqDecoder, call_generation_config, pipeline_generation_config
 from ..text.tokenizer import TextTokenizer
 from ..whisper.alignment import AlignmentSettings, check_attention_outputs, window_token_times
 from ..whisper.seek import WhisperModel
@@ -107,9 +107,17 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
         return settings
 
     def words_run(
-        self, model: WhisperModel, feats: np.ndarray, hidden: np.ndarray, n_samples: int, gen: Any, **run_options: Any
+        self,
+        model: WhisperModel,
+        feats: np.ndarray,
+        hidden: np.ndarray,
+        n_samples: int,
+        gen: GenerationConfig,
+        stride: tuple[float, float, float] | None,
+        **run_options: Any,
     ) -> ChunkOutput:
-        """Decode with timestamps, then align each window's tokens (``return_timestamps="word"``)."""
+        """Decode with timestamps, then give each kept token its time from its window's alignment
+        (``return_timestamps="word"``; transformers' ``token_timestamps`` plus the window's offset)."""
         settings = self.word_alignment(model)
         hop = self.whisper_features.hop_length
         long_form = feats.shape[1] > model.window_frames
@@ -127,7 +135,7 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
             )
             offset = np.float32(window.start * self.time_precision / model.input_stride)
             times.extend((token_times[:kept].astype(np.float32) + offset).tolist())
-        return ChunkOutput(ids, None, times)
+        return ChunkOutput(ids, stride, times)
 
     def generate(self, audio: Audio, opts: Mapping[str, Any]) -> tuple[list[ChunkOutput], bool | str]:
         """The generated ids of each chunk (or of the whole audio) and whether timestamps were asked for."""
@@ -152,16 +160,15 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
                 hidden = model.encode(feats)
                 for i, chunk in enumerate(group):
                     length, left, right = chunk.stride
+                    seconds = (length / sr, left / sr, right / sr)
                     if words:
-                        timed = self.words_run(
-                            model, feats[i], hidden[i : i + 1], len(chunk.samples), gen, **run_options
-                        )
+                        n = len(chunk.samples)
                         outputs.append(
-                            ChunkOutput(timed.tokens, (length / sr, left / sr, right / sr), timed.token_times)
+                            self.words_run(model, feats[i], hidden[i : i + 1], n, gen, seconds, **run_options)
                         )
                         continue
                     ids = model.run(feats[i], hidden[i : i + 1], gen, return_timestamps=timestamps, **run_options)
-                    outputs.append(ChunkOutput(ids.tolist(), (length / sr, left / sr, right / sr)))
+                    outputs.append(ChunkOutput(ids.tolist(), seconds))
             return outputs, "word" if words else timestamps
         samples = audio.samples
         long_form = samples.shape[0] > fe.n_samples
@@ -179,8 +186,7 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
         if audio.stride is not None:
             stride = (samples.shape[0] / sr, audio.stride[0] / sr, audio.stride[1] / sr)
         if words:
-            timed = self.words_run(model, feats, hidden, samples.shape[0], gen, **run_options)
-            outputs.append(ChunkOutput(timed.tokens, stride, timed.token_times))
+            outputs.append(self.words_run(model, feats, hidden, samples.shape[0], gen, stride, **run_options))
             return outputs, "word"
         ids = model.run(feats, hidden, gen, return_timestamps=ts_for_generate, **run_options)
         outputs.append(ChunkOutput(ids.tolist(), stride))

@@ -68,8 +68,9 @@ def check_attention_outputs(output_names: Sequence[str], settings: AlignmentSett
     if missing:
         raise BundleError(
             f"return_timestamps='word' needs the decoder's cross-attention outputs ({', '.join(missing)}), which "
-            f"{file} does not have: re-export the bundle with edgetf 0.2 or later (python -m export SOURCE --task "
-            "automatic-speech-recognition), or use a transformers.js folder exported with output_attentions"
+            f"{file} does not have (a bundle exported before word timestamps): re-export it with this edgetf "
+            "(python -m export SOURCE --task automatic-speech-recognition; its edgetf.json then lists "
+            "extra.word_timestamps), or use a transformers.js folder exported with output_attentions"
         )
 
 
