@@ -20,6 +20,10 @@ Columns:
   or drops an input the runtime needs).
 * ``static_image_size``: the graph is only right at the traced height/width; export traces it at the
   image processor's size and records it.
+* ``word_alignment``: the merged decoder also outputs its cross-attention weights
+  (``cross_attentions.{layer}``, as transformers.js's Whisper exports with ``output_attentions``), which
+  word timestamps align with; the heads to read are the checkpoint's generation_config.json
+  ``alignment_heads``, the smoothing its config.json ``median_filter_width``.
 
 A ``model_type`` not in the table still exports when optimum knows it: :func:`family_for` then
 infers a generic family from the config (encoder-decoder when ``is_encoder_decoder``, decoder for
@@ -57,6 +61,7 @@ class Family:
     quantize: Mapping[str, Any] = field(default_factory=dict)
     onnx_config: str | None = None
     static_image_size: bool = False
+    word_alignment: bool = False
     optimum_tasks: Mapping[str, str] = field(default_factory=dict)  # edgetf task -> optimum's, where they differ
     known: bool = True  # False: inferred for a model_type outside the table
 
@@ -95,7 +100,15 @@ FAMILIES: tuple[Family, ...] = (
     Family("t5", ("t5", "mt5"), "encoder-decoder", SEQ2SEQ_TASKS, UNTIED_HEAD),
     Family("marian", ("marian",), "encoder-decoder", SEQ2SEQ_TASKS, UNTIED_HEAD),
     # -- speech
-    Family("whisper", ("whisper",), "encoder-decoder", ("automatic-speech-recognition",), UNTIED_HEAD),
+    Family(
+        "whisper",
+        ("whisper",),
+        "encoder-decoder",
+        ("automatic-speech-recognition",),
+        UNTIED_HEAD,
+        onnx_config="whisper-cross-attentions",
+        word_alignment=True,
+    ),
     Family(
         "wav2vec2",
         ("wav2vec2", "hubert", "wavlm", "unispeech-sat"),

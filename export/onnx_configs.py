@@ -12,6 +12,11 @@
   size a constant, so the graph would only work at the export's dummy size. Patched, the size follows
   the input's shape (same values in eager mode), and one graph serves every size the processor makes
   (it keeps the aspect ratio).
+* ``whisper-cross-attentions``: optimum's Whisper config whose decoders also output
+  ``cross_attentions.{layer}`` (batch, heads, decoder positions, encoder positions), exported with
+  ``output_attentions`` as transformers.js does, for word timestamps (families with ``word_alignment``).
+  Encoder-decoder configs come as optimum's three behaviours (:func:`custom_configs`); the merged
+  decoder keeps the outputs in both branches, and the decode loop never asks for them.
 """
 
 from __future__ import annotations
@@ -102,11 +107,46 @@ def dynamic_depth_head(model: Any) -> Iterator[None]:
         head.forward = original
 
 
+def whisper_cross_attentions(model_config: Any, task: str) -> Any:
+    from optimum.exporters.onnx.base import ConfigBehavior
+    from optimum.exporters.onnx.model_configs import WhisperOnnxConfig
+
+    class WhisperWithAttentionsOnnxConfig(WhisperOnnxConfig):
+        """Whisper whose decoder also outputs ``cross_attentions.{layer}``."""
+
+        @property
+        def outputs(self) -> dict[str, dict[int, str]]:
+            outputs = super().outputs
+            if self._behavior is ConfigBehavior.DECODER:
+                for layer in range(self._config.decoder_layers):
+                    outputs[f"cross_attentions.{layer}"] = {
+                        0: "batch_size",
+                        2: "decoder_sequence_length",
+                        3: "encoder_sequence_length_out",
+                    }
+            return outputs
+
+    return WhisperWithAttentionsOnnxConfig(model_config, task=task)
+
+
 ONNX_CONFIGS: dict[str, Callable[[Any, str], Any]] = {
     "detr-with-pixel-mask": detr_with_pixel_mask,
     "mask2former": mask2former,
     "depth-anything": depth_anything,
+    "whisper-cross-attentions": whisper_cross_attentions,
 }
+
+
+def custom_configs(config: Any, layout: str) -> dict[str, Any]:
+    """optimum's ``custom_onnx_configs`` for one family config: ``model`` for single-graph layouts; the
+    encoder, the decoder and the decoder with past (merged afterwards by optimum) for encoder-decoders."""
+    if layout != "encoder-decoder":
+        return {"model": config}
+    return {
+        "encoder_model": config.with_behavior("encoder"),
+        "decoder_model": config.with_behavior("decoder", use_past=True, use_past_in_inputs=False),
+        "decoder_with_past_model": config.with_behavior("decoder", use_past=True, use_past_in_inputs=True),
+    }
 
 
 def traced_size(checkpoint: Path) -> tuple[int, int]:

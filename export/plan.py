@@ -16,7 +16,7 @@ from typing import Any
 
 from edgetf.families import Family, describe, families_for_task, family_for
 
-from .onnx_configs import ONNX_CONFIGS, traced_size
+from .onnx_configs import ONNX_CONFIGS, custom_configs, traced_size
 from .tasks import exportable_tasks, task_export
 
 WEIGHT_FILES = (
@@ -105,8 +105,12 @@ def make_plan(checkpoint: Path, task: str) -> ExportPlan:
     extra: dict[str, Any] = {}
     if family.onnx_config:
         model_config = _model_config(checkpoint)
-        kwargs["custom_onnx_configs"] = {"model": ONNX_CONFIGS[family.onnx_config](model_config, spec.optimum_task)}
+        config = ONNX_CONFIGS[family.onnx_config](model_config, spec.optimum_task)
+        kwargs["custom_onnx_configs"] = custom_configs(config, family.layout)
         kwargs["library_name"] = "transformers"
+        if family.word_alignment:  # the decoder's cross-attention weights become graph outputs
+            kwargs["model_kwargs"] = {"output_attentions": True}
+            extra["word_timestamps"] = {"decoder_outputs": "cross_attentions.{layer}"}
     else:
         supported = supported_optimum_tasks(model_type)
         if supported is None or optimum_task not in supported:

@@ -266,6 +266,21 @@ def test_whisper_options_match_reference(exported, name: str, options: dict[str,
     assert pipe(audio, **options) == _reference(built)(audio.copy(), **options)
 
 
+@pytest.mark.parametrize("name", WHISPER_SHAPES)
+def test_whisper_words_match_reference(exported, name: str) -> None:
+    """Word timestamps on a 128-mel large-v3-style and a 1-layer English-only decoder (alignment heads of
+    the last layer): same words, times within one DTW step (0.02 s)."""
+    built = exported(name)
+    pipe = edgetf.pipeline(ASR, built.bundle, dtype="fp32")
+    audio = _signals()["speechlike"]
+    options = {"return_timestamps": "word", "max_new_tokens": 12, "num_beams": 2}
+    got, expected = pipe(audio, **options), _reference(built)(audio.copy(), **options)
+    assert got["text"] == expected["text"] and len(got["chunks"]) == len(expected["chunks"]) > 0
+    for g, e in zip(got["chunks"], expected["chunks"]):
+        assert g["text"] == e["text"]
+        assert np.allclose(g["timestamp"], e["timestamp"], atol=0.02 + 1e-9), (got, expected)
+
+
 # ------------------------------------------------------------------------------------------ CTC
 @pytest.mark.parametrize("name", CTC_SHAPES)
 def test_ctc_features_follow_the_extractor_settings(exported, name: str) -> None:

@@ -224,7 +224,6 @@ def test_silence_as_reference(pipe, ref) -> None:
 @pytest.mark.parametrize(
     "options,match",
     [
-        ({"return_timestamps": "word"}, "not supported"),
         ({"return_timestamps": "char"}, "not 'char'"),
         ({"return_segments": True}, "does not accept"),
         ({"language": "klingon"}, "unsupported language"),

@@ -238,10 +238,14 @@ class Seq2SeqDecoder(_CachedDecoder):
     def teacher_forced_logits(self, input_ids: np.ndarray) -> np.ndarray:
         """(rows, length, vocab) float32 logits at every position of the decoder sequence ``input_ids`` in
         one pass from an empty cache (teacher forcing); the cache is left untouched."""
+        return self.teacher_forced(input_ids, ["logits"])["logits"].astype(np.float32, copy=False)
+
+    def teacher_forced(self, input_ids: np.ndarray, outputs: list[str]) -> dict[str, np.ndarray]:
+        """The graph outputs ``outputs`` (e.g. ``cross_attentions.{i}``) of one teacher-forced pass over
+        ``input_ids`` from an empty cache; the cache is left untouched."""
         rows, enc_len = self.encoder_hidden_states.shape[:2]
         past = {n: self._empty(n, rows, enc_len if ".encoder." in n else 0) for n in self.past_names}
-        outputs = self.session.run({**self._feeds(np.asarray(input_ids), first=True), **past}, ["logits"])
-        return outputs["logits"].astype(np.float32, copy=False)
+        return self.session.run({**self._feeds(np.asarray(input_ids), first=True), **past}, outputs)
 
     def select(self, rows: np.ndarray) -> None:
         rows = np.asarray(rows, dtype=np.int64)

@@ -8,7 +8,8 @@ and segment timestamps (:func:`edgetf.whisper.segments.decode_asr`).
 
 Robust long-form options (``temperature`` fallback, ``compression_ratio_threshold``, ``logprob_threshold``,
 ``no_speech_threshold``, ``condition_on_prev_tokens``, ``prompt_ids`` / ``prompt``) follow transformers'
-``generate`` (:mod:`edgetf.whisper.fallback`). Word timestamps are not supported and raise InvalidInputError.
+``generate`` (:mod:`edgetf.whisper.fallback`). ``return_timestamps="word"`` aligns each decoded window's
+tokens to the audio afterwards (:mod:`edgetf.whisper.alignment`) and returns word chunks.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from ..audio.features import WhisperFeatures
 from ..audio.io import Audio, load_audio
 from ..batching import batched
 from ..errors import InvalidInputError
-from ..generation import call_generation_config, pipeline_generation_config
+from ..families import family_for
+from ..generation import GenerationConfig, Seq2SeqDecoder, call_generation_config, pipeline_generation_config
 from ..progress import Progress
 from ..text.tokenizer import TextTokenizer
+from ..whisper.alignment import AlignmentSettings, check_attention_outputs, window_token_times
 from ..whisper.fallback import CONFIG_DEFAULTS, RobustOptions
 from ..whisper.seek import WhisperModel
 from ..whisper.segments import ChunkOutput, decode_asr
@@ -43,7 +46,7 @@ class GenerateStep:
     """One step of :meth:`WhisperSpeechRecognitionPipeline.generate_steps`."""
 
     outputs: list[ChunkOutput]
-    timestamps: bool
+    timestamps: bool | str  # True (segments) or "word"
     done: float
 
 
@@ -86,14 +89,10 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
 
     def wants_timestamps(self, opts: Mapping[str, Any]) -> bool:
         requested = opts.get("return_timestamps")
-        if requested == "word":
+        if requested not in (None, False, True, "word"):
             raise InvalidInputError(
-                "return_timestamps='word' (cross-attention alignment) is not supported for Whisper; "
-                "use return_timestamps=True for segment timestamps"
-            )
-        if requested not in (None, False, True):
-            raise InvalidInputError(
-                f"return_timestamps={requested!r}: Whisper gives segment timestamps with True (not 'char')"
+                f"return_timestamps={requested!r}: Whisper gives segment timestamps with True and word "
+                "timestamps with 'word' (not 'char')"
             )
         return bool(requested) or self.settings.return_timestamps
 
@@ -111,7 +110,48 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
         """Whisper decodes step by step and has no single logits array (CTC models do)."""
         raise InvalidInputError("logits() is for CTC models; for Whisper use token_ids()")
 
-    def generate(self, audio: Audio, opts: Mapping[str, Any]) -> tuple[list[ChunkOutput], bool]:
+    def word_alignment(self, model: WhisperModel) -> AlignmentSettings:
+        """The alignment heads and smoothing, after checking the bundle can give word timestamps."""
+        if not family_for(self.bundle.config).word_alignment:
+            raise InvalidInputError(
+                "return_timestamps='word' is not available for this model family; use return_timestamps=True"
+            )
+        settings = AlignmentSettings.from_configs(self.model_generation.extra, self.bundle.config)
+        check_attention_outputs(model.decoder.output_names, settings, model.decoder.path.name)
+        return settings
+
+    def word_windows(
+        self,
+        model: WhisperModel,
+        feats: np.ndarray,
+        hidden: np.ndarray,
+        n_samples: int,
+        gen: GenerationConfig,
+        stride: tuple[float, float, float] | None,
+        **run_options: Any,
+    ) -> Iterator[tuple[ChunkOutput, float]]:
+        """Decode with timestamps, then give each kept token its time from its window's alignment
+        (``return_timestamps="word"``; transformers' ``token_timestamps`` plus the window's offset): the
+        output so far and the fraction of the spectrogram done, window by window."""
+        settings = self.word_alignment(model)
+        hop = self.whisper_features.hop_length
+        long_form = feats.shape[1] > model.window_frames
+        frames = n_samples // hop if long_form else -(-n_samples // hop)  # transformers' attention mask length
+        ids: list[int] = []
+        times: list[float] = []
+        for window in model.run_windows(feats, hidden, gen, return_timestamps=True, **run_options):
+            kept = sum(len(piece) for piece in window.segments)
+            ids.extend(int(t) for piece in window.segments for t in piece)
+            if kept:
+                decoder = Seq2SeqDecoder(model.decoder, window.hidden, None, model.config)
+                token_times = window_token_times(
+                    decoder, window.sequence, window.input_length, settings, frames - window.start
+                )
+                offset = np.float32(window.start * self.time_precision / model.input_stride)
+                times.extend((token_times[:kept].astype(np.float32) + offset).tolist())
+            yield ChunkOutput(list(ids), stride, list(times)), min(1.0, window.end / window.total)
+
+    def generate(self, audio: Audio, opts: Mapping[str, Any]) -> tuple[list[ChunkOutput], bool | str]:
         """The generated ids of each chunk (or of the whole audio) and whether timestamps were asked for;
         reports ``progress`` and honours ``cancel`` between windows and chunks."""
         progress = Progress.from_options(opts)
@@ -126,7 +166,10 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
     def generate_steps(self, audio: Audio, opts: Mapping[str, Any]) -> Iterator[GenerateStep]:
         """:meth:`generate` one decoded chunk or 30-second window at a time: the outputs so far (a long-form
         output grows window by window) and the fraction of the audio done."""
-        timestamps = self.wants_timestamps(opts)
+        timestamps: bool | str = self.wants_timestamps(opts)
+        words = opts.get("return_timestamps") == "word"
+        if words:
+            timestamps = "word"
         gen_opts = {k: v for k, v in opts.items() if k in WHISPER_GENERATION_OPTIONS}
         gen = call_generation_config(self.generation_config, self.model_generation, gen_opts)
         run_options = {
@@ -145,9 +188,19 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
                 feats = np.stack([fe(c.samples) for c in group])
                 hidden = model.encode(feats)
                 for i, chunk in enumerate(group):
-                    ids = model.run(feats[i], hidden[i : i + 1], gen, return_timestamps=timestamps, **run_options)
                     length, left, right = chunk.stride
-                    outputs.append(ChunkOutput(ids.tolist(), (length / sr, left / sr, right / sr)))
+                    seconds = (length / sr, left / sr, right / sr)
+                    if words:
+                        n = len(chunk.samples)
+                        *_, (output, _) = self.word_windows(
+                            model, feats[i], hidden[i : i + 1], n, gen, seconds, **run_options
+                        )
+                        outputs.append(output)
+                    else:
+                        ids = model.run(
+                            feats[i], hidden[i : i + 1], gen, return_timestamps=bool(timestamps), **run_options
+                        )
+                        outputs.append(ChunkOutput(ids.tolist(), seconds))
                     yield GenerateStep(list(outputs), timestamps, float(spans[len(outputs) - 1] / spans[-1]))
             if not chunks:
                 yield GenerateStep([], timestamps, 1.0)
@@ -167,6 +220,13 @@ class WhisperSpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
         stride = None
         if audio.stride is not None:
             stride = (samples.shape[0] / sr, audio.stride[0] / sr, audio.stride[1] / sr)
+        if words:
+            output = ChunkOutput([], stride, [])
+            for output, done in self.word_windows(model, feats, hidden, samples.shape[0], gen, stride, **run_options):
+                if done < 1.0:
+                    yield GenerateStep([output], timestamps, done)
+            yield GenerateStep([output], timestamps, 1.0)
+            return
         ids: list[int] = []
         for window in model.run_windows(feats, hidden, gen, return_timestamps=ts_for_generate, **run_options):
             ids.extend(int(t) for piece in window.segments for t in piece)

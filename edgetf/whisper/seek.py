@@ -17,7 +17,7 @@ i.e. > 30 s without ``chunk_length_s``) runs the loop over the whole spectrogram
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -124,6 +124,11 @@ class Window:
     segments: list[np.ndarray]
     attempts: tuple[Attempt, ...] = ()  # with robust options: each temperature tried and its decisions
     decoder_ids: tuple[int, ...] = ()  # with robust options: the decoder input (prompt, previous text)
+    # what word timestamps align (edgetf.whisper.alignment): the window's encoder output, and the decoder
+    # input (input_length ids) followed by every generated id, EOS included
+    hidden: np.ndarray | None = field(default=None, repr=False, compare=False)
+    sequence: np.ndarray | None = field(default=None, repr=False, compare=False)
+    input_length: int = 0
 
     @property
     def skipped(self) -> bool:
@@ -350,12 +355,15 @@ class WhisperModel:
                 n_pad = int(np.sum(seq == pad)) - (1 if pad in eos_ids else 0)
                 if n_pad:
                     seq = seq[:-n_pad]
+            sequence = np.concatenate([start[0], seq])
             if seq.shape[0] and eos_ids and seq[-1] == eos_ids[0]:
                 seq = seq[:-1]
             segments, advance = split_segments(seq, timestamp_begin, frames, self.input_stride)
             # an unfinished segment ending at <|0.00|> would not advance (transformers then loops forever)
             advance = advance if advance > 0 else frames
-            yield Window(seek, seek + advance, total, segments)
+            yield Window(
+                seek, seek + advance, total, segments, hidden=hidden, sequence=sequence, input_length=len(prompt)
+            )
             seek += advance
 
     def no_speech_probability(self, hidden: np.ndarray, decoder_ids: list[int], init_length: int, token: int) -> float:
@@ -429,6 +437,7 @@ class WhisperModel:
                 no_speech = probe.prob
             attempt = judge(seq, _chosen_scores(out), temperature, no_speech, options, int(self.config["vocab_size"]))
             attempts.append(attempt)
+            sequence = np.concatenate([start[0], seq])
             if seq.shape[0] and eos_ids and seq[-1] == eos_ids[0]:
                 seq = seq[:-1]
             state.condition = keeps_conditioning(options, temperature)
@@ -439,7 +448,17 @@ class WhisperModel:
         segments, advance = split_segments(seq, timestamp_begin, frames, self.input_stride)
         advance = advance if advance > 0 else frames
         state.history.extend(segments)
-        return Window(seek, seek + advance, total, segments, tuple(attempts), tuple(decoder_ids))
+        return Window(
+            seek,
+            seek + advance,
+            total,
+            segments,
+            tuple(attempts),
+            tuple(decoder_ids),
+            hidden=hidden,
+            sequence=sequence,
+            input_length=len(decoder_ids),
+        )
 
 
 class _FallbackState:

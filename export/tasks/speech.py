@@ -111,7 +111,7 @@ def _pad_bpe_vocab(tok: Any, size: int) -> Any:
     return Tokenizer.from_str(json.dumps(data))
 
 
-def _whisper_generation(tokenizer: Any, multilingual: bool, max_length: int) -> Any:
+def _whisper_generation(tokenizer: Any, multilingual: bool, max_length: int, decoder_layers: int = 2) -> Any:
     import transformers
 
     ids = tokenizer.convert_tokens_to_ids
@@ -135,7 +135,7 @@ def _whisper_generation(tokenizer: Any, multilingual: bool, max_length: int) -> 
         "max_length": max_length,
         "return_timestamps": False,
         "is_multilingual": multilingual,
-        "alignment_heads": [[1, 0], [1, 1]],
+        "alignment_heads": [[decoder_layers - 1, 0], [decoder_layers - 1, 1]],  # word timestamps: last layer
     }
     if multilingual:
         from edgetf.whisper.tokens import LANGUAGES
@@ -186,7 +186,8 @@ def build_whisper(entry: Entry, out_dir: Path, seed: int) -> Path:
             for layer in model.model.decoder.layers:
                 layer.encoder_attn.q_proj.weight.mul_(scale)
                 layer.encoder_attn.k_proj.weight.mul_(scale)
-    model.generation_config = _whisper_generation(tokenizer, multilingual, int(recipe.get("max_length", 448)))
+    max_length = int(recipe.get("max_length", 448))
+    model.generation_config = _whisper_generation(tokenizer, multilingual, max_length, config.decoder_layers)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     transformers.WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(out_dir)
