@@ -14,6 +14,10 @@ Columns:
 * ``quantize``: ``untie_lm_head`` (give a tied output projection its own weight, so int8 never
   dequantizes the embedding table per step), ``preprocess`` (onnxruntime's quantization pre-processing:
   folds weight-normed convolutions), ``op_types`` (what q8 quantizes; default MatMul).
+* ``quantize["static_conv"]``: the family's convolutions are worth static (calibrated) QDQ int8
+  (export's ladder level ``conv-static``, tried before the MatMul-only levels): ``op_types`` quantized
+  statically (Conv; Relu/MaxPool/Add where they follow convs), ``float_nodes`` (regexes of node names
+  kept float), ``method`` (calibration: minmax, percentile or entropy).
 * ``optimum_tasks``: optimum's task name for an edgetf task where the two differ (``-with-past`` is
   added for every family with a KV cache).
 * ``onnx_config``: the name of a custom ONNX config the export layer registers (where optimum has none,
@@ -46,6 +50,10 @@ TEXT_ENCODER_TASKS += ("feature-extraction",)
 SEQ2SEQ_TASKS = ("summarization", "translation", "text2text-generation")
 UNTIED_HEAD = MappingProxyType({"untie_lm_head": True})
 AUDIO_ENCODER = MappingProxyType({"preprocess": True})
+# static int8 convolutions (see the ``quantize`` column); measured in benchmarks/bench_vision.py, bench_speech.py
+RESNET_CONVS = MappingProxyType({"op_types": ("Conv", "Relu", "MaxPool"), "method": "minmax"})
+# GLPN: the depthwise 3x3 convs of the Mix-FFN (between float MatMuls and GELU) stay float
+MIT_CONVS = MappingProxyType({"op_types": ("Conv", "Relu"), "float_nodes": (r"/dwconv/Conv$",), "method": "minmax"})
 
 
 @dataclass(frozen=True)
@@ -113,7 +121,14 @@ FAMILIES: tuple[Family, ...] = (
         "encoder",
         ("image-classification",),
     ),
-    Family("detr", ("detr",), "encoder", ("object-detection",), onnx_config="detr-with-pixel-mask"),
+    Family(
+        "detr",
+        ("detr",),
+        "encoder",
+        ("object-detection",),
+        {"static_conv": RESNET_CONVS},
+        onnx_config="detr-with-pixel-mask",
+    ),
     # YOLOS has no pixel mask; its position embeddings are interpolated in the graph: any size runs.
     Family("yolos", ("yolos",), "encoder", ("object-detection",)),
     Family(
@@ -121,13 +136,14 @@ FAMILIES: tuple[Family, ...] = (
         ("mask2former",),
         "encoder",
         ("image-segmentation",),
+        {"static_conv": RESNET_CONVS},
         onnx_config="mask2former",
         static_image_size=True,
     ),
     # SegFormer: optimum's "image-segmentation" (its "semantic-segmentation") exports the per-pixel logits
     # (N, C, H/4, W/4); the runtime's segmentation head serves subtask "semantic" from them.
     Family("segformer", ("segformer",), "encoder", ("image-segmentation", "image-classification")),
-    Family("glpn", ("glpn",), "encoder", ("depth-estimation",)),
+    Family("glpn", ("glpn",), "encoder", ("depth-estimation",), {"static_conv": MIT_CONVS}),
     # DPT with a ViT backbone (not hybrid) only runs on square patch grids, in transformers too.
     Family("dpt", ("dpt",), "encoder", ("depth-estimation",)),
     # Depth Anything is not registered in optimum-onnx 0.1.0: DPT's ONNX config with a size-following head.
