@@ -4,7 +4,9 @@ q8 is dynamic quantization: weights stored as 8-bit integers (per output channel
 quantized on the fly to uint8. Only MatMul (plus family-specific ops) is quantized by default:
 embedding Gathers stay float, which keeps accuracy and avoids dequantizing a tied vocabulary
 table every step. Accuracy on trained weights is decided by verification: the recipe ladder
-(LEVELS) is tried in order and the first level that passes the parity check is kept.
+(LEVELS) is tried in order and the first level that passes the parity check is kept. Families whose
+convolutions are worth it (quantize["static_conv"] in edgetf/families.py) try ``conv-static`` first:
+static QDQ int8 convolutions, calibrated on recorded feeds (export/calibration.py), + dynamic MatMuls.
 """
 
 from __future__ import annotations
@@ -236,16 +238,24 @@ class FeedReader:
 
     def __init__(self, feeds: list[dict[str, Any]], declared: set[str]) -> None:
         self.feeds = [{k: v for k, v in feed.items() if k in declared} for feed in feeds]
-        self.position = 0
+        self.position, self.end = 0, len(self.feeds)
+
+    def __len__(self) -> int:
+        return len(self.feeds)
 
     def get_next(self) -> dict[str, Any] | None:
-        if self.position >= len(self.feeds):
+        if self.position >= self.end:
             return None
         self.position += 1
         return self.feeds[self.position - 1]
 
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """onnxruntime's strided calibration: one slice of the feeds per collection pass (histogram
+        calibrators stack a pass's tensors, so feeds of different shapes go one per pass)."""
+        self.position, self.end = start_index, min(end_index, len(self.feeds))
+
     def rewind(self) -> None:
-        self.position = 0
+        self.position, self.end = 0, len(self.feeds)
 
 
 def quantize_conv_static(
@@ -304,7 +314,11 @@ def quantize_conv_static(
                 "entropy": CalibrationMethod.Entropy,
             }[method],
             use_external_data_format=True,
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+            extra_options={
+                "WeightSymmetric": True,
+                "ActivationSymmetric": False,
+                **({} if method == "minmax" else {"CalibStridedMinMax": 1}),  # one feed per histogram pass
+            },
         )
         recipe = quantize_q8(static, dst, target=target, level="all", op_types=op_types, weight_type=wtype)
     return {
