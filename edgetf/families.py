@@ -14,6 +14,10 @@ Columns:
 * ``quantize``: ``untie_lm_head`` (give a tied output projection its own weight, so int8 never
   dequantizes the embedding table per step), ``preprocess`` (onnxruntime's quantization pre-processing:
   folds weight-normed convolutions), ``op_types`` (what q8 quantizes; default MatMul).
+* ``quantize["static_conv"]``: the family's convolutions are worth static (calibrated) QDQ int8
+  (export's ladder level ``conv-static``, tried before the MatMul-only levels): ``op_types`` quantized
+  statically (Conv; Relu/MaxPool/Add where they follow convs), ``float_nodes`` (regexes of node names
+  kept float), ``method`` (calibration: minmax, percentile or entropy).
 * ``optimum_tasks``: optimum's task name for an edgetf task where the two differ (``-with-past`` is
   added for every family with a KV cache).
 * ``onnx_config``: the name of a custom ONNX config the export layer registers (where optimum has none,
@@ -50,6 +54,10 @@ TEXT_ENCODER_TASKS += ("feature-extraction",)
 SEQ2SEQ_TASKS = ("summarization", "translation", "text2text-generation")
 UNTIED_HEAD = MappingProxyType({"untie_lm_head": True})
 AUDIO_ENCODER = MappingProxyType({"preprocess": True})
+# static int8 convolutions (see the ``quantize`` column); measured in benchmarks/bench_vision.py, bench_speech.py
+RESNET_CONVS = MappingProxyType({"op_types": ("Conv", "Relu", "MaxPool"), "method": "minmax"})
+# GLPN: the depthwise 3x3 convs of the Mix-FFN (between float MatMuls and GELU) stay float
+MIT_CONVS = MappingProxyType({"op_types": ("Conv", "Relu"), "float_nodes": (r"/dwconv/Conv$",), "method": "minmax"})
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("bart", ("bart", "mbart"), "encoder-decoder", SEQ2SEQ_TASKS, UNTIED_HEAD),
     Family("t5", ("t5", "mt5"), "encoder-decoder", SEQ2SEQ_TASKS, UNTIED_HEAD),
     Family("marian", ("marian",), "encoder-decoder", SEQ2SEQ_TASKS, UNTIED_HEAD),
-    # -- speech
+    # -- speech. Wav2Vec2 has no static_conv: int8 feature-encoder convs (first conv and positional conv
+    # float) missed the random-weight closeness gate at base size (worst relative error 0.72 MinMax, 0.63
+    # Percentile; dynamic int8 as per-tap MatMuls, conv_as_matmul: 0.57; MatMul-only 0.035).
     Family(
         "whisper",
         ("whisper",),
@@ -116,8 +126,9 @@ FAMILIES: tuple[Family, ...] = (
         ("automatic-speech-recognition", "audio-classification"),
         AUDIO_ENCODER,
     ),
-    # -- vision (measured with optimum-onnx 0.1.0, transformers 4.57, torch 2.13; q8 quantizes MatMul only,
-    # convolutions stay float). Image processors are the runtime's, by image_processor_type.
+    # -- vision (measured with optimum-onnx 0.1.0, transformers 4.57, torch 2.13; q8 quantizes MatMuls
+    # dynamically; convolutions are static int8 only where static_conv says so: DETR, GLPN, Mask2Former).
+    # Image processors are the runtime's, by image_processor_type.
     # DeiT's ...ForImageClassificationWithTeacher (logits = mean of its two heads) exports like the plain
     # head; Swin's window reshapes are traced at config.image_size, which its processor's fixed size matches.
     Family(
@@ -126,7 +137,14 @@ FAMILIES: tuple[Family, ...] = (
         "encoder",
         ("image-classification",),
     ),
-    Family("detr", ("detr",), "encoder", ("object-detection",), onnx_config="detr-with-pixel-mask"),
+    Family(
+        "detr",
+        ("detr",),
+        "encoder",
+        ("object-detection",),
+        {"static_conv": RESNET_CONVS},
+        onnx_config="detr-with-pixel-mask",
+    ),
     # YOLOS has no pixel mask; its position embeddings are interpolated in the graph: any size runs.
     Family("yolos", ("yolos",), "encoder", ("object-detection",)),
     Family(
@@ -134,13 +152,14 @@ FAMILIES: tuple[Family, ...] = (
         ("mask2former",),
         "encoder",
         ("image-segmentation",),
+        {"static_conv": RESNET_CONVS},
         onnx_config="mask2former",
         static_image_size=True,
     ),
     # SegFormer: optimum's "image-segmentation" (its "semantic-segmentation") exports the per-pixel logits
     # (N, C, H/4, W/4); the runtime's segmentation head serves subtask "semantic" from them.
     Family("segformer", ("segformer",), "encoder", ("image-segmentation", "image-classification")),
-    Family("glpn", ("glpn",), "encoder", ("depth-estimation",)),
+    Family("glpn", ("glpn",), "encoder", ("depth-estimation",), {"static_conv": MIT_CONVS}),
     # DPT with a ViT backbone (not hybrid) only runs on square patch grids, in transformers too.
     Family("dpt", ("dpt",), "encoder", ("depth-estimation",)),
     # Depth Anything is not registered in optimum-onnx 0.1.0: DPT's ONNX config with a size-following head.

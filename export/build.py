@@ -13,7 +13,7 @@ from typing import Any
 
 from edgetf.bundle import onnx_filename
 
-from . import convert, external_data, goldens, manifest, quantize, tiny
+from . import calibration, convert, external_data, goldens, manifest, quantize, tiny
 from .catalog import Entry
 from .inputs import builtin
 from .plan import ExportPlan, make_plan
@@ -124,9 +124,21 @@ def _write_bundle(
         t0 = time.perf_counter()
         spec.check(CheckContext(entry, ckpt, bundle, "fp32", inputs, shared_reference))
         step("calibration pass on the fp32 graph (fp32 not requested)", t0)
+    static_feeds: dict[str, Any] = {}
+    if plan.quantize.get("static_conv") and any(d in quantize.EIGHT_BIT for d in dtypes):
+        # the conv-static level calibrates activation ranges on the runtime's own preprocessing of the
+        # built-in inputs (verified or not: unverified exports keep the first level, this one)
+        t0 = time.perf_counter()
+        count = calibration.COUNT["tiny" if source.get("tiny") else "full"]
+        static_feeds = calibration.record(entry.task, bundle, count)
+        step(f"calibration for static int8 convolutions ({count} built-in inputs)", t0)
     for dtype in sorted(dtypes, key=lambda d: d != "fp32"):  # fp32 first: the others derive from it
         t0 = time.perf_counter()
-        levels = quantize.ladder(calibration_feeds(shared_reference)) if dtype in quantize.EIGHT_BIT else ("all",)
+        levels = (
+            quantize.ladder(calibration_feeds(shared_reference), static_feeds)
+            if dtype in quantize.EIGHT_BIT
+            else ("all",)
+        )
         report: dict[str, Any] = {}
         for level in levels:
             recipe = {}
@@ -140,7 +152,9 @@ def _write_bundle(
                     level=level,
                     quant=plan.quantize,
                     default_ops=("MatMul",),
-                    calibration=calibration_feeds(shared_reference).get(comp),
+                    calibration=(
+                        static_feeds if level == quantize.CONV_LEVEL else calibration_feeds(shared_reference)
+                    ).get(comp),
                 )
                 if dtype != "fp32":
                     external_data.externalize(bundle / onnx_filename(comp, dtype))

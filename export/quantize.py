@@ -4,7 +4,9 @@ q8 is dynamic quantization: weights stored as 8-bit integers (per output channel
 quantized on the fly to uint8. Only MatMul (plus family-specific ops) is quantized by default:
 embedding Gathers stay float, which keeps accuracy and avoids dequantizing a tied vocabulary
 table every step. Accuracy on trained weights is decided by verification: the recipe ladder
-(LEVELS) is tried in order and the first level that passes the parity check is kept.
+(LEVELS) is tried in order and the first level that passes the parity check is kept. Families whose
+convolutions are worth it (quantize["static_conv"] in edgetf/families.py) try ``conv-static`` first:
+static QDQ int8 convolutions, calibrated on recorded feeds (export/calibration.py), + dynamic MatMuls.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import platform
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -86,9 +89,19 @@ FFN_OUT_PATTERNS = (
 )
 
 
-def ladder(calibration: Any) -> tuple[str, ...]:
-    """The levels to try: the sensitive-K levels only where calibration feeds were recorded."""
-    return LEVELS if calibration else tuple(level for level in LEVELS if not level.startswith("sensitive-"))
+# "conv-static": the family's convolutions (quantize["static_conv"], edgetf/families.py) as static QDQ
+# int8 (activation ranges calibrated on the recorded feeds, per-channel weights), the MatMuls dynamic
+# as in "all". Tried first where the family asks for it and calibration feeds exist; a gate it misses
+# falls back to the MatMul-only levels.
+CONV_LEVEL = "conv-static"
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+
+
+def ladder(calibration: Any, static_calibration: Any = None) -> tuple[str, ...]:
+    """The levels to try: the sensitive-K levels only where calibration feeds were recorded; the
+    conv-static level first where static calibration feeds were (families with quantize["static_conv"])."""
+    levels = LEVELS if calibration else tuple(level for level in LEVELS if not level.startswith("sensitive-"))
+    return (CONV_LEVEL, *levels) if static_calibration else levels
 
 
 def host_target() -> str:
@@ -217,6 +230,114 @@ def quantize_q8(
         **({"float_nodes": kept_float_record(kept_float)} if kept_float else {}),
         "preprocess": preprocess,
         "subgraphs": subgraphs,
+    }
+
+
+class FeedReader:
+    """onnxruntime's CalibrationDataReader over recorded feeds (only the inputs the graph declares), in order."""
+
+    def __init__(self, feeds: list[dict[str, Any]], declared: set[str]) -> None:
+        self.feeds = [{k: v for k, v in feed.items() if k in declared} for feed in feeds]
+        self.position, self.end = 0, len(self.feeds)
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+    def get_next(self) -> dict[str, Any] | None:
+        if self.position >= self.end:
+            return None
+        self.position += 1
+        return self.feeds[self.position - 1]
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """onnxruntime's strided calibration: one slice of the feeds per collection pass (histogram
+        calibrators stack a pass's tensors, so feeds of different shapes go one per pass)."""
+        self.position, self.end = start_index, min(end_index, len(self.feeds))
+
+    def rewind(self) -> None:
+        self.position, self.end = 0, len(self.feeds)
+
+
+def quantize_conv_static(
+    src: Path,
+    dst: Path,
+    *,
+    calibration: list[dict[str, Any]],
+    spec: Mapping[str, Any],
+    target: str | None = None,
+    op_types: tuple[str, ...] = ("MatMul",),
+    weight_type: str | None = None,
+) -> dict[str, Any]:
+    """Static QDQ int8 of the convolutions of ``src`` (activation ranges from ``calibration``, weights per
+    output channel), then dynamic int8 of ``op_types`` (the MatMuls) as in level "all".
+
+    ``spec`` is the family's ``quantize["static_conv"]``: ``op_types`` (default Conv; Relu/Clip after a
+    quantized conv are folded into its output range, MaxPool/Add run on int8), ``float_nodes`` (regexes
+    of node names that stay float, e.g. the first conv on raw audio), ``method`` (minmax, percentile or
+    entropy). The graph is first pre-processed (onnxruntime's basic optimizations fold batch norms and
+    weight norms into the conv weights), so the calibrated ranges are those of the fused convs."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not calibration:
+        raise ValueError("quantization level 'conv-static' needs calibration feeds (none were recorded)")
+    method = str(spec.get("method", "minmax"))
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"unknown calibration method {method!r}; accepted: {', '.join(CALIBRATION_METHODS)}")
+    chosen = preset(target)
+    wtype = weight_type or chosen.weight_type
+    static_ops = tuple(spec.get("op_types", ("Conv",)))
+    with tempfile.TemporaryDirectory(prefix="edgetf-static-") as tmp:
+        inline = Path(tmp) / "inline.onnx"  # the pre-processor copies the graph alone to a temp folder
+        onnx.save(onnx.load(str(src)), str(inline))
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(inline), str(pre), skip_symbolic_shape=True)
+        floats = matching_nodes(pre, tuple(spec.get("float_nodes", ())), static_ops) if spec.get("float_nodes") else []
+        convs = [name for name in matching_nodes(pre, (r".",), ("Conv",)) if name not in set(floats)]
+        declared = {i.name for i in onnx.load(str(pre), load_external_data=False).graph.input}
+        static = Path(tmp) / "static.onnx"
+        quantize_static(
+            str(pre),
+            str(static),
+            FeedReader(calibration, declared),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(static_ops),
+            per_channel=chosen.per_channel,
+            reduce_range=chosen.reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=getattr(QuantType, wtype),
+            nodes_to_exclude=floats,
+            calibrate_method={
+                "minmax": CalibrationMethod.MinMax,
+                "percentile": CalibrationMethod.Percentile,
+                "entropy": CalibrationMethod.Entropy,
+            }[method],
+            use_external_data_format=True,
+            extra_options={
+                "WeightSymmetric": True,
+                "ActivationSymmetric": False,
+                **({} if method == "minmax" else {"CalibStridedMinMax": 1}),  # one feed per histogram pass
+            },
+        )
+        recipe = quantize_q8(static, dst, target=target, level="all", op_types=op_types, weight_type=wtype)
+    return {
+        **recipe,
+        "method": "static-conv+dynamic",
+        "level": CONV_LEVEL,
+        "static": {
+            "format": "QDQ",
+            "op_types": list(static_ops),
+            "activation_type": "QUInt8",
+            "weight_type": wtype,
+            "per_channel": chosen.per_channel,
+            "calibration_method": method,
+            "calibration_feeds": len(calibration),
+            "quantized_convs": len(convs),
+            "float_convs": len(floats),
+            "float_patterns": list(spec.get("float_nodes", ())),
+        },
+        "preprocess": True,
     }
 
 
@@ -480,6 +601,18 @@ def make_dtype(
             shutil.copy2(src, dst)
         return {"method": "none"}
     eight_bit = {"q8": None, "int8": "QInt8", "uint8": "QUInt8"}
+    if dtype in eight_bit and level == CONV_LEVEL:
+        if not quant.get("static_conv"):
+            raise ValueError(f"quantization level {CONV_LEVEL!r} needs the family's quantize['static_conv']")
+        return quantize_conv_static(
+            src,
+            dst,
+            calibration=calibration or [],
+            spec=quant["static_conv"],
+            target=target,
+            op_types=ops,
+            weight_type=eight_bit[dtype],
+        )
     if dtype in eight_bit:
         return quantize_q8(
             src,

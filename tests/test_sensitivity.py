@@ -91,9 +91,9 @@ def test_ladder_gets_calibration_feeds_without_fp32_among_the_dtypes(tmp_path, m
     seen = []
     real = quantize.ladder
 
-    def spy(calibration):
+    def spy(calibration, *more):
         seen.append(sorted(calibration))
-        return real(calibration)
+        return real(calibration, *more)
 
     monkeypatch.setattr(quantize, "ladder", spy)
     entry = replace(catalog.get("distilbert-sst2"), dtypes=("q8",))
