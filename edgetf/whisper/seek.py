@@ -178,20 +178,21 @@ class WhisperModel:
         max_length_given: bool = False,
         robust: RobustOptions | None = None,
     ) -> np.ndarray:
-        """Build the prompt (detecting the language from ``first_hidden`` when needed), then transcribe."""
-        prompt = self.prompt(
-            first_hidden, gen, settings=settings, language=language, task=task, return_timestamps=return_timestamps
-        )
-        return self.transcribe(
+        """Build the prompt (detecting the language from ``first_hidden`` when needed), then decode every
+        window: the generated ids of the spectrogram (mels, frames), prompt and EOS removed, concatenated."""
+        windows = self.run_windows(
             features,
-            prompt,
+            first_hidden,
             gen,
             settings=settings,
+            language=language,
+            task=task,
             return_timestamps=return_timestamps,
-            first_hidden=first_hidden,
             max_length_given=max_length_given,
             robust=robust,
         )
+        pieces = [piece for window in windows for piece in window.segments]
+        return np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
 
     def prompt(
         self,
@@ -243,35 +244,6 @@ class WhisperModel:
             max_length_given=max_length_given,
             robust=robust,
         )
-
-    def transcribe(
-        self,
-        features: np.ndarray,
-        prompt: list[int],
-        gen: GenerationConfig,
-        *,
-        settings: WhisperSettings,
-        return_timestamps: bool,
-        first_hidden: np.ndarray | None = None,
-        max_length_given: bool = False,
-        robust: RobustOptions | None = None,
-    ) -> np.ndarray:
-        """Generated ids of one spectrogram (mels, frames), prompt and EOS removed, windows concatenated."""
-        pieces = [
-            piece
-            for window in self.windows(
-                features,
-                prompt,
-                gen,
-                settings=settings,
-                return_timestamps=return_timestamps,
-                first_hidden=first_hidden,
-                max_length_given=max_length_given,
-                robust=robust,
-            )
-            for piece in window.segments
-        ]
-        return np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
 
     def windows(
         self,
