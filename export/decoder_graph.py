@@ -1,0 +1,161 @@
+"""A fused decoder graph for text generation: GPT-2 written directly with onnxruntime's fused operators.
+
+optimum's GPT-2 export traces PyTorch's attention with dynamic shapes: about 1,200 nodes per step
+(Shape/Gather/Unsqueeze/Concat chains, masks rebuilt every step), of which onnxruntime's optimizer folds
+little. Batch-1 decoding runs every node once per token, so past the int8 MatMuls the step is bound by
+node overhead, not memory (benchmarks/bench_generation.py). This module writes the same model as about
+14 nodes per layer: ``LayerNormalization``, ``MatMul`` (+ bias), ``com.microsoft.MultiHeadAttention``
+(causal, key padding mask, past/present in the exporter's (batch, heads, length, head_dim) layout),
+``com.microsoft.FastGelu`` (GPT-2's ``gelu_new``), residual ``Add``s, and the tied LM head as
+``MatMul(x, Transpose(wte))`` (untied for q8 by export/quantize.py as before).
+
+The graph keeps optimum's interface exactly (inputs ``input_ids``, ``attention_mask``, ``position_ids``,
+``past_key_values.{i}.key|value``; outputs ``logits``, ``present.{i}.key|value``), the node names the
+quantization ladder matches (``/transformer/h.{i}/mlp/c_proj/MatMul`` ...), and the file name
+(``onnx/model.onnx``), so bundles stay in the transformers.js layout and the runtime is unchanged.
+Masked keys get onnxruntime's mask filter value (-10000 before softmax) instead of the dtype's minimum:
+the same probabilities in float32. Checkpoints whose attention variant the fused operator cannot express
+(``scale_attn_by_inverse_layer_idx``, ``reorder_and_upcast_attn``, another activation) keep optimum's graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+MS = "com.microsoft"
+
+
+def gpt2_fusable(config: Mapping[str, Any]) -> str | None:
+    """None when ``config`` (a GPT-2 config.json) can be written as the fused graph; else why not."""
+    if config.get("model_type") != "gpt2":
+        return f"model_type {config.get('model_type')!r} is not gpt2"
+    if config.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
+        return f"activation_function {config.get('activation_function')!r} is not the tanh GELU"
+    for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
+        if config.get(flag):
+            return f"{flag} is set"
+    if not config.get("scale_attn_weights", True):
+        return "scale_attn_weights is off"
+    return None
+
+
+def gpt2_graph(weights: Mapping[str, Any], config: Mapping[str, Any]) -> Any:
+    """The fused GPT-2 decoder (an ``onnx.ModelProto``) from a ``GPT2LMHeadModel`` state dict as numpy arrays."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    layers, heads, hidden = int(config["n_layer"]), int(config["n_head"]), int(config["n_embd"])
+    head_dim = hidden // heads
+    eps = float(config.get("layer_norm_epsilon", 1e-5))
+    vocab = int(config["vocab_size"])
+    inits: list[Any] = []
+    nodes: list[Any] = []
+
+    def weight(key: str, name: str | None = None) -> str:
+        name = name or key
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(weights[key], dtype=np.float32), name))
+        return name
+
+    def node(op: str, inputs: list[str], outputs: list[str], name: str, **attrs: Any) -> None:
+        domain = MS if op in ("MultiHeadAttention", "FastGelu") else ""
+        nodes.append(helper.make_node(op, inputs, outputs, name=name, domain=domain, **attrs))
+
+    def linear(x: str, prefix: str, key: str) -> str:
+        node("MatMul", [x, weight(f"{key}.weight")], [f"{prefix}/MatMul_output_0"], f"{prefix}/MatMul")
+        node("Add", [f"{prefix}/MatMul_output_0", weight(f"{key}.bias")], [f"{prefix}/Add_output_0"], f"{prefix}/Add")
+        return f"{prefix}/Add_output_0"
+
+    def layer_norm(x: str, prefix: str, key: str) -> str:
+        out = f"{prefix}/LayerNormalization_output_0"
+        scale, bias = weight(f"{key}.weight"), weight(f"{key}.bias")
+        node("LayerNormalization", [x, scale, bias], [out], f"{prefix}/LayerNormalization", axis=-1, epsilon=eps)
+        return out
+
+    node("Gather", [weight("transformer.wte.weight"), "input_ids"], ["/wte/Gather_output_0"], "/transformer/wte/Gather")
+    pos_table = weight("transformer.wpe.weight")
+    node("Gather", [pos_table, "position_ids"], ["/wpe/Gather_output_0"], "/transformer/wpe/Gather")
+    node("Add", ["/wte/Gather_output_0", "/wpe/Gather_output_0"], ["/h_in"], "/transformer/Add")
+    node("Cast", ["attention_mask"], ["/mask_i32"], "/transformer/mask/Cast", to=TensorProto.INT32)
+    inits.append(numpy_helper.from_array(np.array([hidden] * 3, dtype=np.int64), "/qkv_split"))
+    hidden_state = "/h_in"
+    for i in range(layers):
+        p, k = f"/transformer/h.{i}", f"transformer.h.{i}"
+        x = layer_norm(hidden_state, f"{p}/ln_1", f"{k}.ln_1")
+        qkv = linear(x, f"{p}/attn/c_attn", f"{k}.attn.c_attn")
+        q, kk, v = (f"{p}/attn/{n}" for n in ("q", "k", "v"))
+        node("Split", [qkv, "/qkv_split"], [q, kk, v], f"{p}/attn/Split", axis=-1)
+        attn = f"{p}/attn/MultiHeadAttention_output_0"
+        node(
+            "MultiHeadAttention",
+            [q, kk, v, "", "/mask_i32", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value"],
+            [attn, f"present.{i}.key", f"present.{i}.value"],
+            f"{p}/attn/MultiHeadAttention",
+            num_heads=heads,
+            unidirectional=1,
+        )
+        proj = linear(attn, f"{p}/attn/c_proj", f"{k}.attn.c_proj")
+        node("Add", [hidden_state, proj], [f"{p}/residual_1"], f"{p}/Add")
+        x = layer_norm(f"{p}/residual_1", f"{p}/ln_2", f"{k}.ln_2")
+        up = f"{p}/mlp/c_fc/MatMul_output_0"
+        node("MatMul", [x, weight(f"{k}.mlp.c_fc.weight")], [up], f"{p}/mlp/c_fc/MatMul")
+        act = f"{p}/mlp/act/FastGelu_output_0"
+        node("FastGelu", [up, weight(f"{k}.mlp.c_fc.bias")], [act], f"{p}/mlp/act/FastGelu")
+        down = linear(act, f"{p}/mlp/c_proj", f"{k}.mlp.c_proj")
+        node("Add", [f"{p}/residual_1", down], [f"{p}/residual_2"], f"{p}/Add_1")
+        hidden_state = f"{p}/residual_2"
+    x = layer_norm(hidden_state, "/transformer/ln_f", "transformer.ln_f")
+    node("Transpose", ["transformer.wte.weight"], ["/lm_head/weight_t"], "/lm_head/Transpose", perm=[1, 0])
+    node("MatMul", [x, "/lm_head/weight_t"], ["logits"], "/lm_head/MatMul")
+
+    def value(name: str, elem: int, shape: list[Any]) -> Any:
+        return helper.make_tensor_value_info(name, elem, shape)
+
+    past_shape = ["batch_size", heads, "past_sequence_length", head_dim]
+    present_shape = ["batch_size", heads, "past_sequence_length + sequence_length", head_dim]
+    inputs = [value("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"])]
+    inputs.append(value("attention_mask", TensorProto.INT64, ["batch_size", "past_sequence_length + sequence_length"]))
+    inputs.append(value("position_ids", TensorProto.INT64, ["batch_size", "sequence_length"]))
+    outputs = [value("logits", TensorProto.FLOAT, ["batch_size", "sequence_length", vocab])]
+    for i in range(layers):
+        for kind in ("key", "value"):
+            inputs.append(value(f"past_key_values.{i}.{kind}", TensorProto.FLOAT, past_shape))
+            outputs.append(value(f"present.{i}.{kind}", TensorProto.FLOAT, present_shape))
+    graph = helper.make_graph(nodes, "gpt2_fused_decoder", inputs, outputs, inits)
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid(MS, 1)]
+    return helper.make_model(graph, opset_imports=opsets, producer_name="edgetf.export.decoder_graph")
+
+
+def write_fused_decoder(checkpoint: Path, config: Mapping[str, Any], dst: Path) -> str | None:
+    """Write the fused graph of ``checkpoint`` over ``dst`` (weights inside the file; the build moves them
+    to ``.onnx_data`` afterwards). Returns None when written, else why the exporter's graph was kept."""
+    reason = gpt2_fusable(config)
+    if reason:
+        return reason
+    import onnx
+    import torch
+    import transformers
+
+    model = transformers.GPT2LMHeadModel.from_pretrained(checkpoint, dtype=torch.float32)
+    weights = {key: tensor.detach().numpy() for key, tensor in model.state_dict().items()}
+    graph = gpt2_graph(weights, config)
+    data = dst.with_name(dst.name + "_data")
+    if data.exists():
+        data.unlink()
+    onnx.save(graph, str(dst), save_as_external_data=True, location=data.name, size_threshold=1024)
+    return None
+
+
+def fuse_bundle(model_type: str, checkpoint: Path, bundle: Path) -> dict[str, Any] | None:
+    """After optimum's export: replace a GPT-2 bundle's ``onnx/model.onnx`` with the fused graph.
+    Returns the manifest record (``{"fused": True, ...}`` or why not), None for other families."""
+    if model_type != "gpt2":
+        return None
+    import json
+
+    config = json.loads((bundle / "config.json").read_text())
+    reason = write_fused_decoder(checkpoint, config, bundle / "onnx" / "model.onnx")
+    if reason:
+        return {"fused": False, "why": reason}
+    return {"fused": True, "operators": ["MultiHeadAttention", "FastGelu", "LayerNormalization"]}
