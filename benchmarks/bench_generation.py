@@ -8,6 +8,7 @@ run the step loop on optimum's traced graph with the same q8 recipe (what bundle
 
     python benchmarks/bench_generation.py            # GPT-2 124M (GPT2Config() sizes, random weights)
     python benchmarks/bench_generation.py --quick    # a 2-layer model, few tokens: a smoke run
+    python benchmarks/bench_generation.py --arch llama   # a Llama-style decoder of the same size (GQA, SwiGLU)
     python benchmarks/bench_generation.py --json out.json
     python benchmarks/bench_generation.py --tokens 64 --repeats 3 --rounds 3 --only edgetf-q8 edgetf-q8-nospin edgetf-q4
 
@@ -39,6 +40,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -96,8 +98,28 @@ RUNS: dict[str, Run] = {
 
 
 # -- model preparation (parent process) -------------------------------------------------------------------
-def prepare(folder: Path, quick: bool) -> Path:
-    """Random-weight GPT-2 exported with optimum (fp32) plus edgetf's q8 recipe; cached in ``folder``."""
+def model_config(arch: str, quick: bool) -> Any:
+    """The random-weight checkpoint's config: GPT-2 124M, or a Llama-style decoder of about the same size
+    (12 layers, hidden 768, 12 query / 4 key-value heads, SwiGLU 2048, untied 32k vocabulary: 125M)."""
+    import transformers
+
+    if arch == "gpt2":
+        return transformers.GPT2Config(n_layer=2, n_embd=256, n_head=4) if quick else transformers.GPT2Config()
+    sizes = {"hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 12}
+    if quick:
+        sizes = {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4}
+    kv_heads = sizes["num_attention_heads"] // 3 if not quick else 2
+    return transformers.LlamaConfig(
+        **sizes, num_key_value_heads=kv_heads, vocab_size=32000, max_position_embeddings=2048, eos_token_id=2
+    )
+
+
+def max_positions(config: dict[str, Any]) -> int:
+    return int(config.get("n_positions") or config["max_position_embeddings"])
+
+
+def prepare(folder: Path, quick: bool, arch: str = "gpt2") -> Path:
+    """Random-weight decoder exported with optimum (fp32) plus edgetf's q8 recipe; cached in ``folder``."""
     marker = folder / "ready"
     if marker.is_file():
         if not (folder / "bundle" / "tokenizer_config.json").is_file():  # written last: the bundle is whole
@@ -111,9 +133,9 @@ def prepare(folder: Path, quick: bool) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    config = transformers.GPT2Config(n_layer=2, n_embd=256, n_head=4) if quick else transformers.GPT2Config()
+    config = model_config(arch, quick)
     ckpt = folder / "checkpoint"
-    transformers.GPT2LMHeadModel(config).eval().save_pretrained(ckpt)
+    transformers.AutoModelForCausalLM.from_config(config).eval().save_pretrained(ckpt)
     main_export(str(ckpt), output=str(folder), task="text-generation-with-past", do_validation=False, device="cpu")
     make_dtype(
         folder / "model.onnx",
@@ -143,8 +165,11 @@ def prepare_bundle(folder: Path, config: dict[str, Any]) -> None:
     for name in ("config.json", "generation_config.json"):
         (bundle / name).write_text((folder / name).read_text())
     reason = write_fused_decoder(folder / "checkpoint", config, bundle / "onnx" / "model.onnx")
-    if reason:
-        raise SystemExit(f"no fused graph for this checkpoint: {reason}")
+    if reason:  # what the export keeps: optimum's graph
+        print(f"no fused decoder graph ({reason}): the bundle holds optimum's graph", file=sys.stderr)
+        for name in ("model.onnx", "model.onnx_data"):
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, bundle / "onnx" / name)
     make_dtype(
         bundle / "onnx" / "model.onnx",
         bundle / "onnx" / "model_quantized.onnx",
@@ -159,7 +184,7 @@ def prepare_bundle(folder: Path, config: dict[str, Any]) -> None:
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.save(str(bundle / "tokenizer.json"))
     eos = f"t{config['eos_token_id']}"
-    settings = {"model_max_length": config["n_positions"], "eos_token": eos, "bos_token": eos, "unk_token": "t0"}
+    settings = {"model_max_length": max_positions(config), "eos_token": eos, "bos_token": eos, "unk_token": "t0"}
     (bundle / "tokenizer_config.json").write_text(json.dumps(settings))
 
 
@@ -192,7 +217,7 @@ def run_transformers(folder: Path, args: argparse.Namespace, onnx_file: str | No
 
     torch.set_num_threads(args.threads)
     if onnx_file is None:
-        model = transformers.GPT2LMHeadModel.from_pretrained(folder / "checkpoint").eval()
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder / "checkpoint").eval()
     else:
         import onnxruntime as ort
         from optimum.onnxruntime import ORTModelForCausalLM
@@ -261,7 +286,7 @@ def run_edgetf(folder: Path, args: argparse.Namespace, run: Run) -> dict[str, An
     for _ in range(args.repeats + 1):
         model = _Timed(CausalLM(session, config, io_binding=run.io_binding))
         start = time.perf_counter()
-        out = generate(model, ids, gen, max_positions=config["n_positions"])
+        out = generate(model, ids, gen, max_positions=max_positions(config))
         times.append(time.perf_counter() - start)
         model_s.append(model.step_s)
         prefill_s.append(model.prefill_s)
@@ -403,6 +428,7 @@ def summarize(name: str, raw: dict[str, Any], weight_bytes: int, bandwidth_gbps:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2-layer model, 16 tokens, 1 repeat")
+    parser.add_argument("--arch", choices=("gpt2", "llama"), default="gpt2", help="the decoder (default gpt2)")
     parser.add_argument("--tokens", type=int, default=None, help="new tokens per run (default 128; quick 16)")
     parser.add_argument("--prompt", type=int, default=32, help="prompt length in tokens")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs after one warm-up (default 3)")
@@ -422,8 +448,8 @@ def main() -> int:
         print(json.dumps(worker(args.worker, Path(args.folder), args)))
         return 0
 
-    default_cache = Path(os.environ.get("TMPDIR", "/tmp")) / ("edgetf-bench-gpt2" + ("-quick" if args.quick else ""))
-    folder = prepare(Path(args.models) if args.models else default_cache, args.quick)
+    default_cache = Path(os.environ.get("TMPDIR", "/tmp")) / (f"edgetf-bench-{args.arch}" + ("-quick" * args.quick))
+    folder = prepare(Path(args.models) if args.models else default_cache, args.quick, args.arch)
     if any(RUNS[name].file == "model_q4.onnx" for name in args.only or CONTENDERS):
         prepare_q4(folder)
     weights = {name: onnx_weight_bytes(folder / RUNS[name].file) for name in args.only or CONTENDERS}
@@ -461,7 +487,7 @@ def main() -> int:
         row["same_tokens_as_transformers"] = None if reference is None else seq == reference
 
     print(
-        f"\nGPT-2 {'quick (2 layers)' if args.quick else '124M'}, random weights; prompt {args.prompt} tokens, "
+        f"\n{args.arch} {'quick (2 layers)' if args.quick else '124M'}, random weights; prompt {args.prompt} tokens, "
         f"{args.tokens} greedy new tokens, {args.threads} threads, median of {args.repeats} x {args.rounds} rounds; "
         f"memory bandwidth {bandwidth['gbps']:.1f} GB/s (best read, {args.threads} threads, over the rounds)"
     )
@@ -481,7 +507,7 @@ def main() -> int:
             f"{fmt('bandwidth_pct', '5.1f')}% {fmt('peak_rss_mb', '8.0f')}  {r['same_tokens_as_transformers']}"
         )
     document = {
-        "model": "gpt2-quick" if args.quick else "gpt2-124M",
+        "model": f"{args.arch}-quick" if args.quick else f"{args.arch}-124M",
         "prompt_tokens": args.prompt,
         "new_tokens": args.tokens,
         "threads": args.threads,
