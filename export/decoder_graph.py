@@ -1,21 +1,27 @@
-"""A fused decoder graph for text generation: GPT-2 written directly with onnxruntime's fused operators.
+"""Fused decoder graphs for text generation: decoder-only models written with onnxruntime's fused operators.
 
-optimum's GPT-2 export traces PyTorch's attention with dynamic shapes: about 1,200 nodes per step
-(Shape/Gather/Unsqueeze/Concat chains, masks rebuilt every step), of which onnxruntime's optimizer folds
-little. Batch-1 decoding runs every node once per token, so past the int8 MatMuls the step is bound by
-node overhead, not memory (benchmarks/bench_generation.py). This module writes the same model as about
-14 nodes per layer: ``LayerNormalization``, ``MatMul`` (+ bias), ``com.microsoft.MultiHeadAttention``
-(causal, key padding mask, past/present in the exporter's (batch, heads, length, head_dim) layout),
-``com.microsoft.FastGelu`` (GPT-2's ``gelu_new``), residual ``Add``s, and the tied LM head as
-``MatMul(x, Transpose(wte))`` (untied for q8 by export/quantize.py as before).
+optimum's export traces PyTorch's attention with dynamic shapes: GPT-2 124M runs about 1,200 nodes per
+step (Shape/Gather/Unsqueeze/Concat chains, masks rebuilt every step), a Llama of the same size about
+3,400, of which onnxruntime's optimizer folds little. Batch-1 decoding runs every node once per token, so
+past the int8 MatMuls the step is bound by node overhead, not memory (benchmarks/bench_generation.py).
+This module writes the same models with a handful of nodes per layer:
 
-The graph keeps optimum's interface exactly (inputs ``input_ids``, ``attention_mask``, ``position_ids``,
-``past_key_values.{i}.key|value``; outputs ``logits``, ``present.{i}.key|value``), the node names the
-quantization ladder matches (``/transformer/h.{i}/mlp/c_proj/MatMul`` ...), and the file name
-(``onnx/model.onnx``), so bundles stay in the transformers.js layout and the runtime is unchanged.
-Masked keys get onnxruntime's mask filter value (-10000 before softmax) instead of the dtype's minimum:
-the same probabilities in float32. Checkpoints whose attention variant the fused operator cannot express
-(``scale_attn_by_inverse_layer_idx``, ``reorder_and_upcast_attn``, another activation) keep optimum's graph.
+* GPT-2: ``LayerNormalization``, ``MatMul`` (+ bias), ``com.microsoft.MultiHeadAttention`` (causal, the
+  attention mask as key padding, past/present cache), ``com.microsoft.FastGelu`` (``gelu_new``), residual
+  ``Add``s; masked keys get onnxruntime's mask filter value (-10000 before softmax): the same probabilities.
+* Llama, Qwen2: ``SimplifiedLayerNormalization`` (RMSNorm), q/k/v/o and SwiGLU ``MatMul``s (Qwen2's q/k/v
+  biases), ``com.microsoft.RotaryEmbedding`` fed the graph's ``position_ids`` (left-padded rows keep
+  transformers' positions; the cos/sin tables come from the model's own rotary module, so rope scaling
+  is whatever the checkpoint says), ``com.microsoft.GroupQueryAttention`` (grouped key/value heads, causal)
+  with every row's cache length equal (the batch is left-padded) and the padding as an additive
+  ``attention_bias``.
+
+The graphs keep optimum's interface exactly (inputs ``input_ids``, ``attention_mask``, ``position_ids``,
+``past_key_values.{i}.key|value`` shaped (batch, kv heads, length, head_dim); outputs ``logits``,
+``present.{i}.key|value``), optimum's node names for the linear layers (the quantization ladder matches
+them), a tied head as ``MatMul(x, Transpose(embedding))`` (untied for q8 by export/quantize.py), and the
+file name (``onnx/model.onnx``): bundles stay in the transformers.js layout and the runtime is unchanged.
+Configurations the fused operators cannot express (``fusable`` says why) keep optimum's graph.
 """
 
 from __future__ import annotations
