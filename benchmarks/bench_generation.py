@@ -1,8 +1,14 @@
 """GPT-2 greedy generation speed: edgetf (fp32, q8) vs transformers PyTorch generate vs optimum's
 ORTModelForCausalLM on the same ONNX file. Each contender runs in its own process.
 
+edgetf contenders: ``edgetf-*`` run the step loop (``generate`` over ``CausalLM``) on the fused decoder graph
+the export writes (export/decoder_graph.py, in ``bundle/onnx/``); ``pipeline-*`` run the public
+``edgetf.pipeline("text-generation", bundle)`` (text in, text out) on the same files; ``*-optimum-graph``
+run the step loop on optimum's traced graph with the same q8 recipe (what bundles held before).
+
     python benchmarks/bench_generation.py            # GPT-2 124M (GPT2Config() sizes, random weights)
     python benchmarks/bench_generation.py --quick    # a 2-layer model, few tokens: a smoke run
+    python benchmarks/bench_generation.py --arch llama   # a Llama-style decoder of the same size (GQA, SwiGLU)
     python benchmarks/bench_generation.py --json out.json
     python benchmarks/bench_generation.py --tokens 64 --repeats 3 --rounds 3 --only edgetf-q8 edgetf-q8-nospin edgetf-q4
 
@@ -16,7 +22,8 @@ STREAM-like read test over 1 GiB, benchmarks/common.py ``memory_bandwidth``, wit
 best figure counts, since other load only lowers it) and each row reports its weight bytes per token
 (the ONNX file's initializers minus Gather-only embedding tables; transformers reads the same weights as
 model.onnx), the GB/s that implies at its end-to-end tokens/s, and that as a share of the measured
-bandwidth. KV-cache reads (about 74 kB per cached token here) are not counted. Weights smaller than the
+bandwidth; the share also counts the KV cache a step reads (74 kB per cached position here, at the run's
+mean cached length). Weights smaller than the
 last-level cache can partly stay there between tokens, so a share near or above 100% means cache, not
 a faster memory. --rounds N interleaves the contenders N times (a shared machine's load drifts).
 
@@ -33,6 +40,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,8 +59,10 @@ CONTENDERS = (
     "optimum-q8",
     "edgetf-fp32",
     "edgetf-q8",
-    "edgetf-q8-nospin",
-    "edgetf-q8-iobinding",
+    "pipeline-fp32",
+    "pipeline-q8",
+    "edgetf-fp32-optimum-graph",
+    "edgetf-q8-optimum-graph",
 )
 
 
@@ -61,7 +71,7 @@ class Run:
     """How a contender runs: ``file`` is the ONNX file it runs (transformers: whose weights it holds);
     ``spinning``: edgetf's SessionOptions.allow_spinning (on by default, as in onnxruntime)."""
 
-    runner: str  # transformers | optimum | edgetf
+    runner: str  # transformers | optimum | edgetf (the step loop) | pipeline (edgetf.pipeline on bundle/)
     file: str
     io_binding: bool = False
     spinning: bool = True
@@ -71,21 +81,49 @@ RUNS: dict[str, Run] = {
     "transformers-fp32": Run("transformers", "model.onnx"),
     "optimum-fp32": Run("optimum", "model.onnx"),
     "optimum-q8": Run("optimum", "model_quantized.onnx"),
-    "edgetf-fp32": Run("edgetf", "model.onnx"),
-    "edgetf-q8": Run("edgetf", "model_quantized.onnx"),
-    "edgetf-q8-iobinding": Run("edgetf", "model_quantized.onnx", io_binding=True),
-    "edgetf-fp32-iobinding": Run("edgetf", "model.onnx", io_binding=True),
-    "edgetf-q8-nospin": Run("edgetf", "model_quantized.onnx", spinning=False),
+    # what the export writes (the fused decoder graph, export/decoder_graph.py), in bundle/onnx/
+    "edgetf-fp32": Run("edgetf", "bundle/onnx/model.onnx"),
+    "edgetf-q8": Run("edgetf", "bundle/onnx/model_quantized.onnx"),
+    "pipeline-fp32": Run("pipeline", "bundle/onnx/model.onnx"),
+    "pipeline-q8": Run("pipeline", "bundle/onnx/model_quantized.onnx"),
+    "edgetf-q8-iobinding": Run("edgetf", "bundle/onnx/model_quantized.onnx", io_binding=True),
+    "edgetf-fp32-iobinding": Run("edgetf", "bundle/onnx/model.onnx", io_binding=True),
+    "edgetf-q8-nospin": Run("edgetf", "bundle/onnx/model_quantized.onnx", spinning=False),
+    # optimum's traced graph (what bundles held before the fused graph), same q8 recipe
+    "edgetf-fp32-optimum-graph": Run("edgetf", "model.onnx"),
+    "edgetf-q8-optimum-graph": Run("edgetf", "model_quantized.onnx"),
     "edgetf-q4": Run("edgetf", "model_q4.onnx"),  # built on first use (prepare_q4)
     "edgetf-q4-nospin": Run("edgetf", "model_q4.onnx", spinning=False),
 }
 
 
 # -- model preparation (parent process) -------------------------------------------------------------------
-def prepare(folder: Path, quick: bool) -> Path:
-    """Random-weight GPT-2 exported with optimum (fp32) plus edgetf's q8 recipe; cached in ``folder``."""
+def model_config(arch: str, quick: bool) -> Any:
+    """The random-weight checkpoint's config: GPT-2 124M, or a Llama-style decoder of about the same size
+    (12 layers, hidden 768, 12 query / 4 key-value heads, SwiGLU 2048, untied 32k vocabulary: 125M)."""
+    import transformers
+
+    if arch == "gpt2":
+        return transformers.GPT2Config(n_layer=2, n_embd=256, n_head=4) if quick else transformers.GPT2Config()
+    sizes = {"hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 12}
+    if quick:
+        sizes = {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4}
+    kv_heads = sizes["num_attention_heads"] // 3 if not quick else 2
+    return transformers.LlamaConfig(
+        **sizes, num_key_value_heads=kv_heads, vocab_size=32000, max_position_embeddings=2048, eos_token_id=2
+    )
+
+
+def max_positions(config: dict[str, Any]) -> int:
+    return int(config.get("n_positions") or config["max_position_embeddings"])
+
+
+def prepare(folder: Path, quick: bool, arch: str = "gpt2") -> Path:
+    """Random-weight decoder exported with optimum (fp32) plus edgetf's q8 recipe; cached in ``folder``."""
     marker = folder / "ready"
     if marker.is_file():
+        if not (folder / "bundle" / "tokenizer_config.json").is_file():  # written last: the bundle is whole
+            prepare_bundle(folder, json.loads((folder / "config.json").read_text()))
         return folder
     import torch
     import transformers
@@ -95,9 +133,9 @@ def prepare(folder: Path, quick: bool) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    config = transformers.GPT2Config(n_layer=2, n_embd=256, n_head=4) if quick else transformers.GPT2Config()
+    config = model_config(arch, quick)
     ckpt = folder / "checkpoint"
-    transformers.GPT2LMHeadModel(config).eval().save_pretrained(ckpt)
+    transformers.AutoModelForCausalLM.from_config(config).eval().save_pretrained(ckpt)
     main_export(str(ckpt), output=str(folder), task="text-generation-with-past", do_validation=False, device="cpu")
     make_dtype(
         folder / "model.onnx",
@@ -108,8 +146,46 @@ def prepare(folder: Path, quick: bool) -> Path:
         quant={"untie_lm_head": True},
         default_ops=("MatMul",),
     )
+    prepare_bundle(folder, config.to_dict())
     marker.write_text("ok")
     return folder
+
+
+def prepare_bundle(folder: Path, config: dict[str, Any]) -> None:
+    """``folder/bundle``: what ``python -m export`` writes for this checkpoint (the fused decoder graph, fp32
+    and the same q8 recipe) plus a word-level tokenizer whose token ``t{i}`` is id i, so that the public
+    pipeline reads the same prompt ids as the other contenders and every id decodes."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from export.decoder_graph import write_fused_decoder
+    from export.quantize import make_dtype
+
+    bundle = folder / "bundle"
+    (bundle / "onnx").mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "generation_config.json"):
+        (bundle / name).write_text((folder / name).read_text())
+    reason = write_fused_decoder(folder / "checkpoint", config, bundle / "onnx" / "model.onnx")
+    if reason:  # what the export keeps: optimum's graph
+        print(f"no fused decoder graph ({reason}): the bundle holds optimum's graph", file=sys.stderr)
+        for name in ("model.onnx", "model.onnx_data"):
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, bundle / "onnx" / name)
+    make_dtype(
+        bundle / "onnx" / "model.onnx",
+        bundle / "onnx" / "model_quantized.onnx",
+        "q8",
+        target=None,
+        level="all",
+        quant={"untie_lm_head": True},
+        default_ops=("MatMul",),
+    )
+    vocab = {f"t{i}": i for i in range(config["vocab_size"])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.save(str(bundle / "tokenizer.json"))
+    eos = f"t{config['eos_token_id']}"
+    settings = {"model_max_length": max_positions(config), "eos_token": eos, "bos_token": eos, "unk_token": "t0"}
+    (bundle / "tokenizer_config.json").write_text(json.dumps(settings))
 
 
 def prepare_q4(folder: Path) -> None:
@@ -141,7 +217,7 @@ def run_transformers(folder: Path, args: argparse.Namespace, onnx_file: str | No
 
     torch.set_num_threads(args.threads)
     if onnx_file is None:
-        model = transformers.GPT2LMHeadModel.from_pretrained(folder / "checkpoint").eval()
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder / "checkpoint").eval()
     else:
         import onnxruntime as ort
         from optimum.onnxruntime import ORTModelForCausalLM
@@ -210,7 +286,7 @@ def run_edgetf(folder: Path, args: argparse.Namespace, run: Run) -> dict[str, An
     for _ in range(args.repeats + 1):
         model = _Timed(CausalLM(session, config, io_binding=run.io_binding))
         start = time.perf_counter()
-        out = generate(model, ids, gen, max_positions=config["n_positions"])
+        out = generate(model, ids, gen, max_positions=max_positions(config))
         times.append(time.perf_counter() - start)
         model_s.append(model.step_s)
         prefill_s.append(model.prefill_s)
@@ -225,6 +301,26 @@ def run_edgetf(folder: Path, args: argparse.Namespace, run: Run) -> dict[str, An
     }
 
 
+def run_pipeline(folder: Path, args: argparse.Namespace, run: Run) -> dict[str, Any]:
+    """The public API end to end: ``edgetf.pipeline("text-generation", bundle)``, text in, text out."""
+    import edgetf
+    from edgetf.session import SessionOptions
+
+    config = json.loads((folder / "config.json").read_text())
+    dtype = "q8" if run.file.endswith("_quantized.onnx") else "fp32"
+    options = SessionOptions(intra_op_threads=args.threads, allow_spinning=run.spinning)
+    pipe = edgetf.pipeline("text-generation", folder / "bundle", dtype=dtype, session_options=options)
+    prompt = " ".join(f"t{i}" for i in _prompt(config["vocab_size"], args.prompt)[0])
+    generation = {"max_new_tokens": args.tokens, "min_new_tokens": args.tokens, "do_sample": False}
+    times = []
+    for _ in range(args.repeats + 1):
+        start = time.perf_counter()
+        out = pipe(prompt, **generation)  # text out: the decode to text is part of the pipeline's work
+        times.append(time.perf_counter() - start)
+    sequence = [int(token[1:]) for token in out[0]["generated_text"].split()]
+    return {"seconds": times[1:], "tokens": args.tokens, "sequence": sequence}
+
+
 def worker(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     if name not in RUNS:
         raise SystemExit(f"unknown contender {name!r}; known: {', '.join(RUNS)}")
@@ -233,6 +329,8 @@ def worker(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         result = run_transformers(folder, args)
     elif run.runner == "optimum":
         result = run_transformers(folder, args, run.file)
+    elif run.runner == "pipeline":
+        result = run_pipeline(folder, args, run)
     else:
         result = run_edgetf(folder, args, run)
     result["peak_rss_mb"] = peak_rss_mb()
@@ -292,10 +390,22 @@ def ctranslate2_contender(folder: Path, args: argparse.Namespace) -> dict[str, A
 
 
 # -- summary ------------------------------------------------------------------------------------------------
-def summarize(name: str, raw: dict[str, Any], weight_bytes: int, bandwidth_gbps: float) -> dict[str, Any]:
-    """One table row; ``weight_bytes``: read per generated token; ``bandwidth_gbps``: the measured limit."""
+def kv_bytes_per_token(config: dict[str, Any], prompt: int, tokens: int) -> int:
+    """KV-cache bytes a decode step reads, averaged over the run: float32 keys and values of every layer at
+    the mean cached length (prompt + half the new tokens)."""
+    layers = config.get("n_layer") or config["num_hidden_layers"]
+    heads = config.get("n_head") or config["num_attention_heads"]
+    hidden = config.get("n_embd") or config["hidden_size"]
+    per_position = 2 * layers * int(config.get("num_key_value_heads") or heads) * (hidden // heads) * 4
+    return int(per_position * (prompt + tokens / 2))
+
+
+def summarize(name: str, raw: dict[str, Any], weight_bytes: int, bandwidth_gbps: float, kv_bytes: int = 0) -> dict:
+    """One table row; ``weight_bytes``: weights read per generated token, ``kv_bytes``: KV cache read per
+    token; ``bandwidth_gbps``: the measured limit. The share of bandwidth counts both."""
     total = statistics.median(raw["seconds"])
     tokens_per_s = raw["tokens"] / total
+    read_bytes = weight_bytes + kv_bytes
     row = {
         "contender": name,
         "tokens_per_s": tokens_per_s,
@@ -303,8 +413,9 @@ def summarize(name: str, raw: dict[str, Any], weight_bytes: int, bandwidth_gbps:
         "peak_rss_mb": raw["peak_rss_mb"],
         "runs_s": raw["seconds"],
         "weight_mb_per_token": weight_bytes / 1e6,
-        "weight_gbps": weight_bytes * tokens_per_s / 1e9,
-        "bandwidth_pct": 100.0 * weight_bytes * tokens_per_s / 1e9 / bandwidth_gbps,
+        "kv_mb_per_token": kv_bytes / 1e6,
+        "weight_gbps": read_bytes * tokens_per_s / 1e9,
+        "bandwidth_pct": 100.0 * read_bytes * tokens_per_s / 1e9 / bandwidth_gbps,
     }
     if "step_model_seconds" in raw:
         runs = range(len(raw["seconds"]))
@@ -323,8 +434,8 @@ def summarize(name: str, raw: dict[str, Any], weight_bytes: int, bandwidth_gbps:
                 "loop_overhead_ms": overhead * 1e3,
                 "loop_overhead_pct": 100.0 * overhead / (model_step + overhead),
                 # decode steps alone (prefill left out): the figure the bandwidth bound is about
-                "decode_weight_gbps": weight_bytes / (model_step + overhead) / 1e9,
-                "decode_bandwidth_pct": 100.0 * weight_bytes / (model_step + overhead) / 1e9 / bandwidth_gbps,
+                "decode_weight_gbps": read_bytes / (model_step + overhead) / 1e9,
+                "decode_bandwidth_pct": 100.0 * read_bytes / (model_step + overhead) / 1e9 / bandwidth_gbps,
             }
         )
     return row
@@ -333,6 +444,7 @@ def summarize(name: str, raw: dict[str, Any], weight_bytes: int, bandwidth_gbps:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2-layer model, 16 tokens, 1 repeat")
+    parser.add_argument("--arch", choices=("gpt2", "llama"), default="gpt2", help="the decoder (default gpt2)")
     parser.add_argument("--tokens", type=int, default=None, help="new tokens per run (default 128; quick 16)")
     parser.add_argument("--prompt", type=int, default=32, help="prompt length in tokens")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs after one warm-up (default 3)")
@@ -353,8 +465,8 @@ def main() -> int:
         print(json.dumps(worker(args.worker, Path(args.folder), args)))
         return 0
 
-    default_cache = Path(os.environ.get("TMPDIR", "/tmp")) / ("edgetf-bench-gpt2" + ("-quick" if args.quick else ""))
-    folder = prepare(Path(args.models) if args.models else default_cache, args.quick)
+    default_cache = Path(os.environ.get("TMPDIR", "/tmp")) / (f"edgetf-bench-{args.arch}" + ("-quick" * args.quick))
+    folder = prepare(Path(args.models) if args.models else default_cache, args.quick, args.arch)
     if any(RUNS[name].file == "model_q4.onnx" for name in args.only or CONTENDERS):
         prepare_q4(folder)
     weights = {name: onnx_weight_bytes(folder / RUNS[name].file) for name in args.only or CONTENDERS}
@@ -386,7 +498,8 @@ def main() -> int:
         "per_round": measured,
     }
 
-    rows = [summarize(name, raw, weights[name]["weight_bytes"], bandwidth["gbps"]) for name, raw in results.items()]
+    kv = kv_bytes_per_token(json.loads((folder / "config.json").read_text()), args.prompt, args.tokens)
+    rows = [summarize(name, raw, weights[name]["weight_bytes"], bandwidth["gbps"], kv) for name, raw in results.items()]
     base = next((r["tokens_per_s"] for r in rows if r["contender"] == "transformers-fp32"), None)
     for row in rows:
         row["vs_transformers_fp32"] = row["tokens_per_s"] / base if base else None
@@ -401,7 +514,7 @@ def main() -> int:
         row["same_tokens_as_transformers"] = None if reference is None else seq == reference
 
     print(
-        f"\nGPT-2 {'quick (2 layers)' if args.quick else '124M'}, random weights; prompt {args.prompt} tokens, "
+        f"\n{args.arch} {'quick (2 layers)' if args.quick else '124M'}, random weights; prompt {args.prompt} tokens, "
         f"{args.tokens} greedy new tokens, {args.threads} threads, median of {args.repeats} x {args.rounds} rounds; "
         f"memory bandwidth {bandwidth['gbps']:.1f} GB/s (best read, {args.threads} threads, over the rounds)"
     )
@@ -421,7 +534,7 @@ def main() -> int:
             f"{fmt('bandwidth_pct', '5.1f')}% {fmt('peak_rss_mb', '8.0f')}  {r['same_tokens_as_transformers']}"
         )
     document = {
-        "model": "gpt2-quick" if args.quick else "gpt2-124M",
+        "model": f"{args.arch}-quick" if args.quick else f"{args.arch}-124M",
         "prompt_tokens": args.prompt,
         "new_tokens": args.tokens,
         "threads": args.threads,

@@ -13,7 +13,7 @@ from typing import Any
 
 from edgetf.bundle import onnx_filename
 
-from . import calibration, convert, external_data, goldens, manifest, quantize, tiny
+from . import calibration, convert, decoder_graph, external_data, goldens, manifest, quantize, tiny
 from .catalog import Entry
 from .inputs import builtin
 from .plan import ExportPlan, make_plan
@@ -109,6 +109,7 @@ def _write_bundle(
 ) -> Result:
     t0 = time.perf_counter()
     convert.export_onnx(plan, ckpt, bundle)
+    fused = decoder_graph.fuse_bundle(plan.model_type, ckpt, bundle)  # GPT-2: the fused decoder graph
     spec = task_export(entry.task)
     components = plan.components
     for comp in components:  # weights beside the graph: onnxruntime memory-maps them
@@ -177,7 +178,7 @@ def _write_bundle(
     default = next((d for d in ("q8", "int8", "uint8") if d in passed), "fp32")
     if verify:  # golden feeds + fp32 outputs for `python -m edgetf verify` on the user's machine
         goldens.record(bundle, list(dtypes), calibration_feeds(shared_reference, goldens.FEEDS_PER_COMPONENT))
-    extra = {**plan.manifest_extra, "export": plan.describe()}
+    extra = {**plan.manifest_extra, "export": plan.describe(), **({"decoder_graph": fused} if fused else {})}
     onnx_files = [Path(f) for r in reports.values() for f in r["files"] if f.endswith(".onnx")]
     external_data.mark_in_config(bundle, [f.name for f in onnx_files if (bundle / f"{f}_data").is_file()])
     manifest.write(bundle, task=entry.task, source=source, dtypes=reports, default_dtype=default, extra=extra)
