@@ -97,8 +97,11 @@ FAMILIES: tuple[Family, ...] = (
     # decoder) with input_ids, attention_mask, position_ids and past_key_values.{i}.key|value shaped
     # (batch, num_key_value_heads, past, head_dim), heads and head_dim static: grouped-query attention and
     # an explicit head_dim need nothing more. A tied head (GPT-2; Qwen2 and Llama-3.2 small sizes) exports
-    # as MatMul(x, Transpose(embedding)), hence untie_lm_head for q8 (a no-op on untied heads). The rotary
-    # MatMul and attention score MatMuls stay float: MatMul-only q8 skips them (no constant weight).
+    # as MatMul(x, Transpose(embedding)), hence untie_lm_head for q8 (a no-op on untied heads). The build
+    # rewrites gpt2/llama/qwen2 graphs with onnxruntime's fused attention (export/decoder_graph.py: the
+    # attention and rotary run inside MultiHeadAttention / GroupQueryAttention + RotaryEmbedding, float);
+    # where it cannot (mistral, qwen3), optimum's graph keeps its rotary and score MatMuls float
+    # (MatMul-only q8 skips them: no constant weight).
     # Verified by tests/test_decoders.py for gpt2, llama, qwen2 (not mistral, qwen3).
     Family("gpt2", ("gpt2",), "decoder", ("text-generation",), UNTIED_HEAD),
     Family("llama", ("llama", "mistral"), "decoder", ("text-generation",), UNTIED_HEAD),
