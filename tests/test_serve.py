@@ -282,6 +282,18 @@ def test_transcriptions_prompt_and_temperature(oai, pipes, wav):
         oai.audio.transcriptions.create(model="wav2vec2-ctc", file=f, prompt="hello there")
 
 
+def test_transcriptions_whisper_words(oai, pipes, wav):
+    """timestamp_granularities=["word"] gives Whisper's word timestamps (return_timestamps="word")."""
+    pipe = pipes("whisper-tiny")
+    with open(wav, "rb") as f:
+        verbose = oai.audio.transcriptions.create(
+            model="whisper-tiny", file=f, response_format="verbose_json", timestamp_granularities=["word"]
+        )
+    words = pipe(str(wav), return_timestamps="word")["chunks"]
+    assert words and [w.word for w in verbose.words] == [w["text"] for w in words]
+    assert [round(w.start, 3) for w in verbose.words] == [round(w["timestamp"][0], 3) for w in words]
+
+
 def test_transcriptions_ctc_words(oai, pipes, wav):
     pipe = pipes("wav2vec2-ctc")
     with open(wav, "rb") as f:

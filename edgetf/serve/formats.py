@@ -52,8 +52,9 @@ def vtt(rows: Sequence[dict[str, Any]]) -> str:
 def verbose_json(
     output: dict[str, Any], *, task: str, language: str | None, duration: float, words: bool
 ) -> dict[str, Any]:
-    """OpenAI's verbose_json: text, duration, language and timed segments (or words, for a CTC model
-    asked for word granularity). Fields edgetf does not compute (avg_logprob ...) are left out."""
+    """OpenAI's verbose_json: text, duration, language and timed segments (or words, when asked for word
+    granularity: Whisper's ``return_timestamps="word"``, a CTC model's word offsets). Fields edgetf does not
+    compute (avg_logprob ...) are left out."""
     rows = segments(output, duration)
     body: dict[str, Any] = {"task": task, "language": language, "duration": round(duration, 3), "text": output["text"]}
     if words:

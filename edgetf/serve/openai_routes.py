@@ -312,8 +312,6 @@ async def audio_route(request: web.Request, *, translate: bool) -> web.Response:
         options: dict[str, Any] = {}
         generate: dict[str, Any] = {}
         if pipe.is_whisper:
-            if words:
-                raise ApiError(400, "word timestamps are not supported for Whisper models; use 'segment'")
             if translate:
                 generate["task"] = "translate"
             if language:
@@ -331,7 +329,9 @@ async def audio_route(request: web.Request, *, translate: bool) -> web.Response:
         if generate:
             options["generate_kwargs"] = generate
         if response_format in ("srt", "vtt", "verbose_json"):
-            options["return_timestamps"] = pipe.timestamps_option()
+            options["return_timestamps"] = (
+                "word" if words and response_format == "verbose_json" else pipe.timestamps_option()
+            )
         audio = load_audio(data, pipe.sampling_rate)
         output = pipe(audio.samples, **options)
         task = "translate" if translate else "transcribe"
