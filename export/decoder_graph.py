@@ -115,22 +115,7 @@ def gpt2_graph(weights: Mapping[str, Any], config: Mapping[str, Any]) -> Any:
     node("Transpose", ["transformer.wte.weight"], ["/lm_head/weight_t"], "/lm_head/Transpose", perm=[1, 0])
     node("MatMul", [x, "/lm_head/weight_t"], ["logits"], "/lm_head/MatMul")
 
-    def value(name: str, elem: int, shape: list[Any]) -> Any:
-        return helper.make_tensor_value_info(name, elem, shape)
-
-    past_shape = ["batch_size", heads, "past_sequence_length", head_dim]
-    present_shape = ["batch_size", heads, "past_sequence_length + sequence_length", head_dim]
-    inputs = [value("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"])]
-    inputs.append(value("attention_mask", TensorProto.INT64, ["batch_size", "past_sequence_length + sequence_length"]))
-    inputs.append(value("position_ids", TensorProto.INT64, ["batch_size", "sequence_length"]))
-    outputs = [value("logits", TensorProto.FLOAT, ["batch_size", "sequence_length", vocab])]
-    for i in range(layers):
-        for kind in ("key", "value"):
-            inputs.append(value(f"past_key_values.{i}.{kind}", TensorProto.FLOAT, past_shape))
-            outputs.append(value(f"present.{i}.{kind}", TensorProto.FLOAT, present_shape))
-    graph = helper.make_graph(nodes, "gpt2_fused_decoder", inputs, outputs, inits)
-    opsets = [helper.make_opsetid("", 18), helper.make_opsetid(MS, 1)]
-    return helper.make_model(graph, opset_imports=opsets, producer_name="edgetf.export.decoder_graph")
+    return decoder_model(nodes, inits, "gpt2_fused_decoder", layers, heads, head_dim, vocab)
 
 
 def fusable(config: Mapping[str, Any]) -> str | None:
@@ -333,9 +318,19 @@ def llama_graph(weights: Mapping[str, Any], config: Mapping[str, Any], cos: Any,
         head = const("lm_head.weight", np.asarray(weights["lm_head.weight"], np.float32).T)
     node("MatMul", [x, head], ["logits"], "/lm_head/MatMul")
 
+    return decoder_model(nodes, inits, "llama_fused_decoder", layers, kv_heads, head_dim, vocab)
+
+
+def decoder_model(
+    nodes: list[Any], inits: list[Any], name: str, layers: int, kv_heads: int, head_dim: int, vocab: int
+) -> Any:
+    """The model around a fused decoder's nodes, with optimum's decoder-with-past interface: input_ids,
+    attention_mask, position_ids and past_key_values.{i}.key|value in; logits and present.{i}.key|value out."""
+    from onnx import TensorProto, helper
+
+    value = helper.make_tensor_value_info
     past_shape = ["batch_size", kv_heads, "past_sequence_length", head_dim]
     present_shape = ["batch_size", kv_heads, "past_sequence_length + sequence_length", head_dim]
-    value = helper.make_tensor_value_info
     inputs = [value("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"])]
     inputs.append(value("attention_mask", TensorProto.INT64, ["batch_size", "past_sequence_length + sequence_length"]))
     inputs.append(value("position_ids", TensorProto.INT64, ["batch_size", "sequence_length"]))
@@ -344,7 +339,7 @@ def llama_graph(weights: Mapping[str, Any], config: Mapping[str, Any], cos: Any,
         for kind in ("key", "value"):
             inputs.append(value(f"past_key_values.{i}.{kind}", TensorProto.FLOAT, past_shape))
             outputs.append(value(f"present.{i}.{kind}", TensorProto.FLOAT, present_shape))
-    graph = helper.make_graph(nodes, "llama_fused_decoder", inputs, outputs, inits)
+    graph = helper.make_graph(nodes, name, inputs, outputs, inits)
     opsets = [helper.make_opsetid("", 18), helper.make_opsetid(MS, 1)]
     return helper.make_model(graph, opset_imports=opsets, producer_name="edgetf.export.decoder_graph")
 
