@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ..transcripts import clock, cue_text
+
 TRANSCRIPT_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 
 
@@ -21,19 +23,6 @@ def segments(output: dict[str, Any], duration: float) -> list[dict[str, Any]]:
         end = duration if end is None else float(end)
         rows.append({"id": index, "start": round(start, 3), "end": round(max(end, start), 3), "text": chunk["text"]})
     return rows
-
-
-def clock(seconds: float, separator: str) -> str:
-    """``HH:MM:SS<separator>mmm`` (srt uses ",", WebVTT ".")."""
-    millis = max(0, round(seconds * 1000))
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    secs, millis = divmod(millis, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
-
-
-def cue_text(text: str) -> str:
-    return " ".join(text.split())
 
 
 def srt(rows: Sequence[dict[str, Any]]) -> str:
