@@ -363,9 +363,11 @@ def run_contender(name: str, folder: Path, args: argparse.Namespace) -> dict[str
 
 def merge_raw(before: dict[str, Any] | None, raw: dict[str, Any]) -> dict[str, Any]:
     """Pool the timed runs of several rounds (per-run lists concatenate; peak RSS is the largest)."""
+    raw = {**raw, "process_seconds": [statistics.median(raw["seconds"])]}  # this process's median run
     if before is None:
         return raw
     merged = dict(raw)
+    merged["process_seconds"] = before["process_seconds"] + raw["process_seconds"]
     for key in ("seconds", "prefill_seconds", "step_model_seconds", "steps"):
         if key in raw:
             merged[key] = before[key] + raw[key]
@@ -412,6 +414,10 @@ def summarize(name: str, raw: dict[str, Any], weight_bytes: int, bandwidth_gbps:
         "total_s": total,
         "peak_rss_mb": raw["peak_rss_mb"],
         "runs_s": raw["seconds"],
+        # spread of the per-process medians (one process per round): max/min - 1
+        "spread": max(raw["process_seconds"]) / min(raw["process_seconds"]) - 1
+        if len(raw.get("process_seconds", ())) > 1
+        else None,
         "weight_mb_per_token": weight_bytes / 1e6,
         "kv_mb_per_token": kv_bytes / 1e6,
         "weight_gbps": read_bytes * tokens_per_s / 1e9,
@@ -503,11 +509,16 @@ def main() -> int:
     base = next((r["tokens_per_s"] for r in rows if r["contender"] == "transformers-fp32"), None)
     for row in rows:
         row["vs_transformers_fp32"] = row["tokens_per_s"] / base if base else None
-    ct2 = next((r["tokens_per_s"] for r in rows if r["contender"] == CT2), None)
+    by_name = {r["contender"]: r for r in rows}
     for row in rows:
-        if ct2 and row["contender"] == "edgetf-q8":
-            row["vs_ctranslate2"] = row["tokens_per_s"] / ct2  # throughput ratio, like vs_transformers_fp32
-            row["model"] = "gpt2-quick" if args.quick else "gpt2-124M"
+        row["model"] = f"{args.arch}-{'quick' if args.quick else '124M'}"
+    mine = by_name.get("edgetf-q8")
+    if mine:  # throughput ratios, like vs_transformers_fp32 (the suite inverts them to time ratios)
+        for key, other in (("vs_ctranslate2", CT2), ("vs_optimum_q8", "optimum-q8")):
+            if other in by_name:
+                mine[key] = mine["tokens_per_s"] / by_name[other]["tokens_per_s"]
+        if "pipeline-q8" in by_name:  # the same loop behind edgetf.pipeline("text-generation")
+            mine["pipeline_bandwidth_pct"] = by_name["pipeline-q8"]["bandwidth_pct"]
     reference = results.get("transformers-fp32", {}).get("sequence")
     for row in rows:
         seq = results[row["contender"]]["sequence"]

@@ -342,6 +342,9 @@ def merge_rounds(results: list[dict]) -> dict:
     if not ok:
         return results[0]
     row = dict(ok[0])
+    medians = [r["median_s"] for r in ok if r.get("median_s")]
+    row["process_medians_s"] = medians  # one process per round: max/min - 1 is the process spread
+    row["spread"] = max(medians) / min(medians) - 1 if len(medians) > 1 else None
     for key in ("median_s", "features_s", "cold_start_s", "load_s"):
         values = [r[key] for r in ok if r.get(key) is not None]
         row[key] = statistics.median(values) if values else None
@@ -409,6 +412,7 @@ COLUMNS = [
     ("vs_openvino_int8", "× OpenVINO int8", ".2f"),
     ("vs_ctranslate2", "× CTranslate2", ".2f"),
     ("vs_faster_whisper", "× faster-whisper", ".2f"),
+    ("spread", "process spread", ".0%"),
 ]
 
 

@@ -46,6 +46,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from benchmarks.common import (  # noqa: E402
     add_ratios,
     dir_size_mb,
+    run_rounds,
     run_worker,
     table,
     timed,
@@ -324,35 +325,37 @@ def model_feeds(model: Model, work: Path) -> dict[str, Any]:
 
 
 # -- parent -------------------------------------------------------------------------------------------------
-def bench(model: Model, work: Path, runs: int, threads: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def bench(
+    model: Model, work: Path, runs: int, threads: int, log: Callable[[str], None], rounds: int = 1
+) -> list[dict[str, Any]]:
+    """Every contender ``rounds`` times, alternating, each call a fresh process (common.run_rounds): per
+    contender the median of its per-process medians and their spread."""
     checkpoint, bundle = build(model, work, log)
-    rows = []
+    static: dict[str, dict[str, Any]] = {}  # per contender: what does not need a run (size, skip note)
+    specs: dict[str, Callable[[], dict]] = {}
+    env = {"OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     for name in CONTENDERS:
         row: dict[str, Any] = {"model": model.name, "task": model.task, "contender": name}
         dtype = name.partition("-")[2]
         row["size_mb"] = (
             dir_size_mb([bundle / "onnx" / FILES[dtype]]) if dtype else dir_size_mb(list(checkpoint.iterdir()))
         )
+        static[name] = row
         if name.startswith("optimum") and not model.optimum:
-            rows.append({**row, "note": model.no_optimum})
+            row["note"] = model.no_optimum
             log(f"  {name}: skipped ({model.no_optimum})")
             continue
         args = ["--worker", name, "--models", model.name, "--work", str(work)]
         args += ["--threads", str(threads), "--runs", str(runs)]
-        env = {"OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-        row.update(run_worker(Path(__file__), args, env=env))
-        log(f"  {name}: " + (f"{row['median_ms']:.1f} ms" if "median_ms" in row else f"ERROR {row['error'][-300:]}"))
-        rows.append(row)
+        specs[name] = lambda args=args: run_worker(Path(__file__), args, env=env)
     if os.environ.get("EDGETF_BENCH_NO_CONTENDERS") != "1":
         feeds = save_feeds(model_feeds(model, work), work, model.name)
         onnx_fp32 = bundle / "onnx" / FILES["fp32"]
         for name, spawn in openvino_specs(onnx_fp32, feeds, threads, runs, work / "openvino").items():
-            row = {"model": model.name, "task": model.task, "contender": name, **spawn()}
-            log(
-                f"  {name}: "
-                + (f"{row['median_ms']:.1f} ms" if "median_ms" in row else f"skipped {row['error'][-300:]}")
-            )
-            rows.append(row)
+            static[name] = {"model": model.name, "task": model.task, "contender": name}
+            specs[name] = spawn
+    results = run_rounds(specs, rounds)
+    rows = [{**row, **results.get(name, {})} for name, row in static.items()]
     by_name = {r["contender"]: r for r in rows}
     base = by_name["transformers"]
     for r in rows:
@@ -384,6 +387,7 @@ COLUMNS = [
     ("overhead_in_process", "overhead vs bare (in-process)", ".1%"),
     ("preprocess_share", "preprocess share", ".1%"),
     ("vs_openvino_int8", "× OpenVINO int8", ".2f"),
+    ("spread", "process spread", ".0%"),
 ]
 
 
@@ -414,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), help="threads for every contender")
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgetf" / "bench-vision"
     parser.add_argument("--work", default=str(cache), help=f"checkpoint and bundle cache (default {cache})")
+    parser.add_argument("--rounds", type=int, default=1, help="fresh processes per contender, alternating (default 1)")
     parser.add_argument("--json", help="write the results here (default: <work>/bench_vision.json)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -438,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         model = MODELS[name]
         runs_used[name] = args.runs or (5 if args.quick else model.runs)
         log(f"[{name}] {runs_used[name]} runs")
-        rows.extend(bench(model, work, runs_used[name], args.threads, log))
+        rows.extend(bench(model, work, runs_used[name], args.threads, log, args.rounds))
     report = {
         "benchmark": "vision",
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},

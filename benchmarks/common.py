@@ -87,8 +87,8 @@ def run_rounds(specs: dict[str, Callable[[], dict]], rounds: int) -> dict[str, d
     """Run every contender ``rounds`` times, alternating (round 1: A B C, round 2: A B C, ...), each call a
     fresh process, so that load drift on a shared machine hits all alike. Per contender: the last
     process's other metrics, ``median_ms`` the median of the per-process medians, ``process_medians_ms``
-    all of them and ``spread`` = max/min - 1 across processes. A contender whose first process fails is
-    not run again (its row carries the error)."""
+    all of them and ``spread`` = max/min - 1 across processes (None from one process). A contender whose
+    first process fails is not run again (its row carries the error)."""
     runs: dict[str, list[dict]] = {name: [] for name in specs}
     for _ in range(max(1, rounds)):
         for name, spawn in specs.items():
@@ -109,7 +109,7 @@ def run_rounds(specs: dict[str, Callable[[], dict]], rounds: int) -> dict[str, d
             **ok[-1],
             "median_ms": statistics.median(medians),
             "process_medians_ms": medians,
-            "spread": max(medians) / min(medians) - 1,
+            "spread": max(medians) / min(medians) - 1 if len(medians) > 1 else None,  # one process: unknown
         }
     return rows
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from benchmarks import common, contenders, suite
@@ -69,3 +71,14 @@ def test_contenders_are_skipped_with_the_reason_without_their_venv(tmp_path, mon
     result = specs["openvino-int8"]()
     assert "no contender venv" in result["skipped"]
     assert "bench_contenders_env.sh" in result["skipped"]
+
+
+def test_suite_commands_run_every_anchor_family_at_real_size_and_quick_keeps_the_arch():
+    full = suite.commands(None, quick=False)
+    assert list(full) == list(suite.FAMILIES)
+    for name, cmd in full.items():
+        assert Path(cmd[1]).is_file(), name
+        assert "--quick" not in cmd
+    quick = suite.commands(["generation-llama", "serve"], quick=True)
+    assert quick["generation-llama"][2:] == ["--arch", "llama", "--quick"]
+    assert quick["serve"][1].endswith("bench_serve.py") and quick["serve"][2:] == []
