@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from benchmarks import common, contenders, suite
@@ -109,3 +111,26 @@ def test_seq2seq_contender_is_skipped_with_the_reason_without_its_venv(tmp_path,
     monkeypatch.setenv("EDGETF_BENCH_PYTHON", str(tmp_path / "missing" / "python"))
     result = contenders.seq2seq_spec(tmp_path / "ckpt", tmp_path / "job.json", 2, 1, tmp_path)
     assert "no contender venv" in result["skipped"]
+
+
+def test_seq2seq_job_has_the_cut_input_ids_and_the_bundles_search_settings(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from benchmarks import bench_seq2seq
+    from export.catalog import long_text
+
+    words = sorted(set(long_text(4000).split()))
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(["<unk>", *words])}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "generation_config.json").write_text('{"no_repeat_ngram_size": 3, "length_penalty": 2.0}')
+    path = bench_seq2seq.write_job(tmp_path, "summarization", 20, 4, 48, tmp_path)
+    job = json.loads(path.read_text())
+    assert job["input_ids"] == tokenizer.encode(long_text(400)).ids[:20]
+    assert {k: v for k, v in job.items() if k != "input_ids"} == {
+        "task": "summarization",
+        "beams": 4,
+        "tokens": 48,
+        "no_repeat_ngram_size": 3,
+        "length_penalty": 2.0,
+    }
