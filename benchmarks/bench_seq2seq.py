@@ -13,6 +13,9 @@ the SAME input ids, beams, n-gram/length settings and a FORCED output length (mi
 process timing encoder + decode; processes alternate over the rounds. The emitted lengths are reported;
 where they differ the ratios compare time per generated token. The ``edgetf-q8`` row carries
 ``vs_ctranslate2`` and ``vs_transformers`` (time ratios: below 1, edgetf faster) for suite.py's anchors.
+On a machine whose cores other processes share, spinning worker threads (onnxruntime's and OpenMP's
+default) can slow a contender many times over (PyTorch's most): ``--no-spin`` makes every engine's idle
+threads sleep instead.
 
 ``cache`` (BART): summarization-style beam search (num_beams=4, the catalog's n-gram/length settings, a
 fixed number of new tokens so both variants run the same steps) over edgetf's ``Seq2SeqDecoder`` with
@@ -186,7 +189,7 @@ def edgetf_worker(args: argparse.Namespace) -> None:
     from edgetf.session import SessionOptions
 
     job = json.loads(Path(args.job).read_text())
-    opts = SessionOptions(intra_op_threads=args.threads, inter_op_threads=1)
+    opts = SessionOptions(intra_op_threads=args.threads, inter_op_threads=1, allow_spinning=not args.no_spin)
     pipe = edgetf.pipeline(job["task"], args.bundle, dtype="q8", session_options=opts, verify="none")
     ids = np.array([job["input_ids"]], dtype=np.int64)
     feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
@@ -269,13 +272,13 @@ def contenders(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str, 
         job = write_job(bundle, spec.task, args.input_tokens, args.beams, args.tokens, CACHE)
         common = ["--bundle", str(bundle), "--job", str(job), "--threads", str(args.threads)]
         common += ["--runs", str(args.runs), "--checkpoint", str(checkpoint)]
+        common += ["--no-spin"] * args.no_spin
         specs = {
             EDGETF: spawner(EDGETF, common, env),
-            CT2: lambda c=checkpoint, j=job: seq2seq_spec(c, j, args.threads, args.runs, CACHE),
+            CT2: lambda c=checkpoint, j=job: seq2seq_spec(c, j, args.threads, args.runs, CACHE, env),
             TORCH: spawner(TORCH, common, env),
         }
-        if args.no_ctranslate2:
-            del specs[CT2]
+        specs = {name: specs[name] for name in args.engines}
         print(f"{spec.name}: {args.rounds} alternating rounds of {', '.join(specs)}", file=sys.stderr, flush=True)
         found = run_rounds(specs, args.rounds)
         model_rows = []
@@ -360,7 +363,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=None, help="alternating timed rounds (default 3; quick 1)")
     parser.add_argument("--runs", type=int, default=None, help="contenders: timed calls per process (default 2)")
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "q8"], help="cache: the bundle dtypes")
-    parser.add_argument("--no-ctranslate2", action="store_true", help="contenders: leave CTranslate2 out")
+    parser.add_argument("--engines", nargs="+", choices=(EDGETF, CT2, TORCH), default=[EDGETF, CT2, TORCH])
+    parser.add_argument(
+        "--no-spin",
+        action="store_true",
+        help="contenders: idle threads sleep (edgetf allow_spinning=False, OMP_WAIT_POLICY=PASSIVE for PyTorch's "
+        "and CTranslate2's OpenMP): for a machine whose cores other processes share",
+    )
     parser.add_argument("--json", default=None, help="write the JSON result here too")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--contender", default=None, help=argparse.SUPPRESS)
@@ -379,14 +388,17 @@ def main() -> int:
 
     start = time.perf_counter()
     env = {"OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    if args.no_spin:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     document: dict[str, Any] = {"beams": args.beams, "threads": args.threads, "rounds": args.rounds}
+    document["spinning"] = not args.no_spin
     document["new_tokens"], document["input_tokens"] = args.tokens, args.input_tokens
     if "contenders" in args.parts:
         rows = contenders(args, env)
         print(
             f"\n{args.beams} beams, {args.input_tokens} input tokens, {args.tokens} forced new tokens, "
             f"{args.threads} threads; median over {args.rounds} alternating rounds of one process each "
-            f"({args.runs} timed calls per process)"
+            f"({args.runs} timed calls per process); spinning {'off' if args.no_spin else 'on'}"
         )
         print(table(rows, CONTENDER_COLUMNS))
         document["contenders"] = rows

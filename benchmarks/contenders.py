@@ -264,18 +264,20 @@ def generation_worker(args: argparse.Namespace) -> None:
     worker_result({**payload, "engine": f"ctranslate2 {ctranslate2.__version__}"}, first)
 
 
-def seq2seq_spec(checkpoint: Path, job: Path, threads: int, runs: int, cache: Path) -> dict:
+def seq2seq_spec(
+    checkpoint: Path, job: Path, threads: int, runs: int, cache: Path, env: dict[str, str] | None = None
+) -> dict:
     """One process of CTranslate2 int8 beam search (``Translator.translate_batch``) on the encoder-decoder
     checkpoint (BART, T5; converted once, cached): the job file's input ids, beams and forced length
     (bench_seq2seq's ``write_job``). Keys as bench_seq2seq's workers (``median_ms``, ``runs_ms``,
-    ``new_tokens``, ``sequence``), or ``error``/``skipped``."""
+    ``new_tokens``, ``sequence``), or ``error``/``skipped``; ``env`` adds to the worker's environment."""
     python, why = bench_python()
     if python is None:
         return {"skipped": why, "error": why}
     args = ["seq2seq", "--checkpoint", str(checkpoint), "--feeds", str(job), "--cache", str(cache)]
     args += ["--threads", str(threads), "--runs", str(runs)]
-    env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
-    return run_worker(HERE, args, python=python, env=env)
+    base = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    return run_worker(HERE, args, python=python, env={**base, **(env or {})})
 
 
 def padded_vocabulary(vocab: dict[str, int], size: int) -> list[str]:
