@@ -139,6 +139,7 @@ def worker(args: argparse.Namespace) -> None:
 
 # -- contenders: edgetf q8, CTranslate2 int8, transformers on the same ids and forced length ------------------
 EDGETF, CT2, TORCH = "edgetf-q8", "ctranslate2-int8", "transformers-fp32"
+ROW_KEYS = ("median_ms", "process_medians_ms", "spread", "new_tokens", "encoder_ms", "engine", "peak_rss_mb")
 
 
 def write_job(bundle: Path, task: str, input_tokens: int, beams: int, tokens: int, folder: Path) -> Path:
@@ -199,13 +200,18 @@ def edgetf_worker(args: argparse.Namespace) -> None:
     encoder, decoder = pipe.session("encoder_model"), pipe.session("decoder_model_merged")
     start_ids = np.full((1, 1), gen.decoder_start_token_id, dtype=np.int64)
 
+    encoder_ms: list[float] = []
+
     def call() -> list[int]:
+        t0 = time.perf_counter()
         hidden = encoder.run(feeds)["last_hidden_state"]
+        encoder_ms.append((time.perf_counter() - t0) * 1000)
         dec = Seq2SeqDecoder(decoder, hidden, feeds["attention_mask"], pipe.bundle.config)
         return generate(dec, start_ids, gen, max_positions=pipe.max_positions).sequences[0].tolist()[1:]
 
     times, out, first = timed_calls(call, args.runs)
     payload = {"median_ms": statistics.median(times), "runs_ms": times, "new_tokens": len(out), "sequence": out}
+    payload["encoder_ms"] = statistics.median(encoder_ms[1:])  # the timed calls' encoder share
     worker_result({**payload, "engine": f"edgetf {edgetf.__version__}"}, first)
 
 
@@ -285,8 +291,7 @@ def contenders(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str, 
         for name, raw in found.items():
             row = {"contender": name, "model": spec.name}
             if "median_ms" in raw:
-                keys = ("median_ms", "process_medians_ms", "spread", "new_tokens", "engine", "peak_rss_mb")
-                row.update({k: raw[k] for k in keys if k in raw})
+                row.update({k: raw[k] for k in ROW_KEYS if k in raw})
                 row["ms_per_token"] = raw["median_ms"] / max(raw["new_tokens"], 1)
                 row["first_tokens"] = raw["sequence"][:8]
             else:
@@ -344,6 +349,7 @@ CONTENDER_COLUMNS = [
     ("new_tokens", "new tok", ""),
     ("median_ms", "ms/call", ".0f"),
     ("ms_per_token", "ms/token", ".1f"),
+    ("encoder_ms", "encoder ms", ".0f"),
     ("spread", "process spread", ".0%"),
     ("vs_ctranslate2", "× CTranslate2 int8", ".2f"),
     ("vs_transformers", "× transformers", ".2f"),
