@@ -264,12 +264,120 @@ def generation_worker(args: argparse.Namespace) -> None:
     worker_result({**payload, "engine": f"ctranslate2 {ctranslate2.__version__}"}, first)
 
 
+def seq2seq_spec(
+    checkpoint: Path, job: Path, threads: int, runs: int, cache: Path, env: dict[str, str] | None = None
+) -> dict:
+    """One process of CTranslate2 int8 beam search (``Translator.translate_batch``) on the encoder-decoder
+    checkpoint (BART, T5; converted once, cached): the job file's input ids, beams and forced length
+    (bench_seq2seq's ``write_job``). Keys as bench_seq2seq's workers (``median_ms``, ``runs_ms``,
+    ``new_tokens``, ``sequence``), or ``error``/``skipped``; ``env`` adds to the worker's environment."""
+    python, why = bench_python()
+    if python is None:
+        return {"skipped": why, "error": why}
+    args = ["seq2seq", "--checkpoint", str(checkpoint), "--feeds", str(job), "--cache", str(cache)]
+    args += ["--threads", str(threads), "--runs", str(runs)]
+    base = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    return run_worker(HERE, args, python=python, env={**base, **(env or {})})
+
+
+def padded_vocabulary(vocab: dict[str, int], size: int) -> list[str]:
+    """Token names by id for an output layer of ``size`` rows: the tokenizer's names where it has the id,
+    stand-ins (``<ct2-id-N>``) for the rows a small locally trained tokenizer lacks, ids past ``size``
+    dropped. CTranslate2 needs one name per row; the stand-ins are never fed, only emitted."""
+    names = [f"<ct2-id-{i}>" for i in range(size)]
+    for token, index in vocab.items():
+        if 0 <= index < size:
+            names[index] = token
+    return names
+
+
+def converted_seq2seq(checkpoint: Path, cache: Path) -> Path:
+    """The encoder-decoder checkpoint as a CTranslate2 int8 model folder; the tokenizer's vocabulary is
+    padded with stand-in names to the model's vocab_size (the bench models keep the real output-layer
+    size with a small tokenizer, which the converter would reject as a size mismatch)."""
+    import json
+
+    import ctranslate2
+
+    size = json.loads((checkpoint / "config.json").read_text())["vocab_size"]
+    stat = (checkpoint / "config.json").stat()
+    out = cache / f"ct2-{checkpoint.name}-{stat.st_mtime_ns}"
+    if (out / "model.bin").is_file():
+        return out
+
+    class Padded:
+        def __init__(self, tokenizer: Any) -> None:
+            self.tokenizer = tokenizer
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.tokenizer, name)
+
+        def get_vocab(self) -> dict[str, int]:
+            return {t: i for i, t in enumerate(padded_vocabulary(self.tokenizer.get_vocab(), size))}
+
+        def convert_ids_to_tokens(self, index: int) -> str:
+            return padded_vocabulary(self.tokenizer.get_vocab(), size)[index]
+
+    class Converter(ctranslate2.converters.TransformersConverter):
+        def load_model(self, model_class: Any, model_name_or_path: str, **kwargs: Any) -> Any:
+            model = super().load_model(model_class, model_name_or_path, **kwargs)
+            if model.config.model_type == "bart" and not hasattr(model.config, "normalize_before"):
+                model.config.normalize_before = False  # BART is post-norm; newer BartConfigs drop the field
+            return model
+
+        def load_tokenizer(self, tokenizer_class: Any, model_name_or_path: str, **kwargs: Any) -> Any:
+            return Padded(super().load_tokenizer(tokenizer_class, model_name_or_path, **kwargs))
+
+    Converter(str(checkpoint)).convert(str(out), quantization="int8", force=True)
+    return out
+
+
+def seq2seq_worker(args: argparse.Namespace) -> None:
+    import json
+    import statistics
+
+    import ctranslate2
+
+    job = json.loads(args.feeds.read_text())
+    t_load = time.perf_counter()
+    folder = converted_seq2seq(args.checkpoint, args.cache)
+    convert_s = time.perf_counter() - t_load
+    vocab = json.loads((folder / "shared_vocabulary.json").read_text())
+    index = {t: i for i, t in enumerate(vocab)}
+    translator = ctranslate2.Translator(
+        str(folder), device="cpu", compute_type="int8", intra_threads=args.threads, inter_threads=1
+    )
+    source = [[vocab[i] for i in job["input_ids"]]]
+    options = dict(
+        beam_size=job["beams"],
+        min_decoding_length=job["tokens"],  # end-of-sequence cannot win before: forced length
+        max_decoding_length=job["tokens"],
+        no_repeat_ngram_size=job["no_repeat_ngram_size"],
+        length_penalty=job["length_penalty"],
+    )
+
+    def call() -> list[int]:
+        (result,) = translator.translate_batch(source, **options)
+        return [index[t] for t in result.hypotheses[0]]
+
+    out = call()
+    first = time.time()
+    times = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        out = call()
+        times.append((time.perf_counter() - t0) * 1000)
+    payload = {"median_ms": statistics.median(times), "runs_ms": times, "new_tokens": len(out), "sequence": out}
+    payload["convert_s"] = convert_s
+    worker_result({**payload, "engine": f"ctranslate2 {ctranslate2.__version__}"}, first)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("engine", choices=["openvino", "whisper", "generation"])
+    parser.add_argument("engine", choices=["openvino", "whisper", "generation", "seq2seq"])
     parser.add_argument("--prompt", type=int, default=32)
     parser.add_argument("--onnx", type=Path)
-    parser.add_argument("--feeds", type=Path)
+    parser.add_argument("--feeds", type=Path, help="openvino: feeds .npz; seq2seq: the job .json")
     parser.add_argument("--mode", default="fp32", help="openvino: fp32 or int8; whisper: ctranslate2 or faster-whisper")
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--audio", type=Path)
@@ -283,6 +391,8 @@ def main() -> int:
         whisper_worker(args)
     elif args.engine == "generation":
         generation_worker(args)
+    elif args.engine == "seq2seq":
+        seq2seq_worker(args)
     else:
         openvino_worker(args.onnx, args.feeds, args.mode, args.threads, args.runs, args.cache)
     return 0
