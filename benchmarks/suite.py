@@ -50,7 +50,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("--arch", "llama", "--tokens", "64", "--repeats", "1", "--rounds", "2", "--models", str(CACHE / "llama")),
     ),
     "speech": ("bench_speech.py", ("--rounds", "2", "--runs", "1", "--models", str(CACHE / "speech"))),
-    "seq2seq": ("bench_seq2seq.py", ()),
+    "seq2seq": ("bench_seq2seq.py", ("--parts", "contenders")),
 }
 STUDIES = ("serve", "conv_int8", "word_timestamps")  # their own questions: only with --only
 
