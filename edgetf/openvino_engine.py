@@ -98,7 +98,11 @@ class OpenVINOSession:
         with self._lock:
             return list(self._compiled)
 
-    def _compiled_for(self, ready: Mapping[str, np.ndarray]) -> tuple[Any, Any, threading.Lock]:
+    def compiled_for(self, feeds: Mapping[str, Any]) -> Any:
+        """The openvino CompiledModel for the shapes of ``feeds`` (compiled now if they are new)."""
+        return self._entry({name: np.asarray(feeds[name]) for name in self.inputs})[0]
+
+    def _entry(self, ready: Mapping[str, np.ndarray]) -> tuple[Any, Any, threading.Lock]:
         key = tuple((name, tuple(ready[name].shape)) for name in self.inputs)
         with self._lock:
             entry = self._compiled.get(key)
@@ -128,7 +132,7 @@ class OpenVINOSession:
         if unknown:
             raise InferenceError(f"{self.path.name} has no outputs {unknown}; it has {self.output_names}")
         try:
-            compiled, request, lock = self._compiled_for(ready)
+            compiled, request, lock = self._entry(ready)
             with lock:
                 result = request.infer(ready)
                 # the request reuses its output buffers on the next call: copy out
