@@ -132,7 +132,7 @@ def _write_bundle(
         # fp32 graph runs: without a verified fp32, one unreported fp32 pass records them (and the reference).
         t0 = time.perf_counter()
         spec.check(CheckContext(entry, ckpt, bundle, "fp32", inputs, shared_reference))
-        step("calibration pass on the fp32 graph (fp32 not requested)", t0)
+        step("calibration pass on the fp32 graph (fp32 not verified as a requested dtype)", t0)
     static_feeds: dict[str, Any] = {}
     if plan.quantize.get("static_conv") and any(d in quantize.EIGHT_BIT for d in dtypes):
         # the conv-static level calibrates activation ranges on the runtime's own preprocessing of the
