@@ -4,8 +4,9 @@
 installed; otherwise :func:`edgetf.session.open_session` builds an :class:`OpenVINOSession` here, which has
 the surface of :class:`edgetf.session.Session` (``inputs``, ``output_names``, ``input_dtype``, ``run``,
 ``path``, ``device``, ``providers``). OpenVINO is faster on static shapes, so the graph is compiled once per
-distinct set of input shapes and the last few compiled graphs are kept (``CACHE_SIZE``). The ``qdq`` dtype
-(static int8 QDQ MatMuls) is the file OpenVINO runs as int8.
+distinct set of input shapes and the last few compiled graphs are kept (``CACHE_SIZE``);
+``SessionOptions.optimized_cache`` also turns on OpenVINO's on-disk cache of compiled graphs
+(``<folder>/openvino``). The ``qdq`` dtype (static int8 QDQ MatMuls) is the file OpenVINO runs as int8.
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ class OpenVINOSession:
         self._config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads:  # None / 0: OpenVINO's own choice, as onnxruntime's 0
             self._config["INFERENCE_NUM_THREADS"] = int(threads)
+        cache = getattr(options, "optimized_cache", None)
+        if cache:  # OpenVINO's own cache of compiled graphs (per input shape): faster starts
+            self._config["CACHE_DIR"] = str(Path(cache) / "openvino")
         self._compiled: OrderedDict[tuple[Any, ...], tuple[Any, Any, threading.Lock]] = OrderedDict()
         self._lock = threading.Lock()
 

@@ -160,6 +160,17 @@ def test_compiles_once_per_input_shape_and_keeps_the_last_few(tiny):
     assert str(compiled.get_property("PERFORMANCE_HINT")) == "LATENCY"
 
 
+def test_optimized_cache_keeps_openvinos_compiled_graphs(tiny, tmp_path):
+    b = tiny.get(MODELS["text-classification"], dtypes=QDQ)
+    options = SessionOptions(optimized_cache=str(tmp_path))
+    first = open_session(b.bundle / "onnx" / "model_qdq.onnx", "openvino", options)
+    feeds = {name: np.ones((1, 4), np.int64) for name in first.inputs}
+    expected = first.run(feeds)["logits"]
+    assert [p for p in (tmp_path / "openvino").iterdir() if p.suffix == ".blob"]
+    again = open_session(b.bundle / "onnx" / "model_qdq.onnx", "openvino", options)  # loads the cached blob
+    np.testing.assert_array_equal(again.run(feeds)["logits"], expected)
+
+
 def test_missing_feeds_and_unknown_outputs_are_named(tiny):
     b = tiny.get(MODELS["text-classification"], dtypes=QDQ)
     session = open_session(b.bundle / "onnx" / "model.onnx", "openvino")
