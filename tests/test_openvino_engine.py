@@ -8,6 +8,8 @@ a missing openvino package is a DeviceError that says how to install it."""
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 import sys
 
 import numpy as np
@@ -142,6 +144,16 @@ def test_bad_image_input_fails_exactly_as_on_cpu(tiny):
             edgetf.pipeline("image-classification", b.bundle, device=device)(12345)
         messages.append(str(info.value))
     assert messages[0] == messages[1]
+
+
+def test_auto_skips_a_qdq_file_that_failed_its_gate(tiny, tmp_path):
+    b = tiny.get(MODELS["text-classification"], dtypes=QDQ)
+    copy = tmp_path / "bundle"
+    shutil.copytree(b.bundle, copy)
+    manifest = json.loads((copy / "edgetf.json").read_text())
+    manifest["dtypes"]["qdq"]["passed"] = False
+    (copy / "edgetf.json").write_text(json.dumps(manifest))
+    assert edgetf.pipeline("text-classification", copy, device="openvino").dtype == manifest["default_dtype"] == "q8"
 
 
 def test_compiles_once_per_input_shape_and_keeps_the_last_few(tiny):

@@ -45,8 +45,9 @@ class Pipeline:
         self.requested_task = requested_task or task  # e.g. "translation_en_to_fr"
         self.device = device
         self.session_options = session_options or SessionOptions()
-        if dtype == "auto" and resolve_device(device)[0] == "openvino" and "qdq" in bundle.dtypes(self.main_component):
-            dtype = "qdq"  # the static int8 file OpenVINO runs as int8
+        qdq_ok = "qdq" in bundle.dtypes(self.main_component) and bundle.dtype_report("qdq").get("passed") is not False
+        if dtype == "auto" and resolve_device(device)[0] == "openvino" and qdq_ok:
+            dtype = "qdq"  # the static int8 file OpenVINO runs as int8 (unless it failed its gate)
         self.dtype = bundle.resolve_dtype(dtype, self.main_component)
         self._defaults = self.check_options(defaults)
         self._sessions: dict[str, Session] = {}
