@@ -353,8 +353,10 @@ QDQ_TASKS = (
 )
 
 
-# its ladder, as LEVELS for q8: every MatMul, then the FFN down-projections (FFN_OUT_PATTERNS) left float
-QDQ_LEVELS = ("all", "ffn-out-float")
+# its ladder, as LEVELS for q8: every MatMul, then the FFN down-projections (FFN_OUT_PATTERNS) left float,
+# then the FFN up- and down-projections (what real all-MiniLM-L6-v2 needs to hold its 0.99 cosine gate:
+# per-tensor static activation ranges lose the outlier channels of the FFN inputs; README has the figures)
+QDQ_LEVELS = ("all", "ffn-out-float", "ffn-float")
 
 
 def check_qdq_task(task: str, components: tuple[str, ...]) -> None:
@@ -376,8 +378,8 @@ def quantize_qdq(
 ) -> dict[str, Any]:
     """Static QDQ int8 of the ``op_types`` (MatMul) nodes of ``src``: activation ranges (uint8, asymmetric)
     calibrated by min/max over ``calibration`` (the recorded feeds of the fp32 graph), weights int8 per
-    output channel; at level "ffn-out-float" the FFN down-projections stay float. Deterministic: the same
-    feeds give the same bytes."""
+    output channel; at level "ffn-out-float" the FFN down-projections stay float, at "ffn-float" the up-
+    projections too. Deterministic: the same feeds give the same bytes."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -385,7 +387,8 @@ def quantize_qdq(
         raise ValueError("dtype 'qdq' needs calibration feeds (recorded by the fp32 verification pass; none were)")
     if level not in QDQ_LEVELS:
         raise ValueError(f"unknown qdq level {level!r}; accepted: {QDQ_LEVELS}")
-    floats = matching_nodes(src, FFN_OUT_PATTERNS, op_types) if level == "ffn-out-float" else []
+    patterns = {"all": (), "ffn-out-float": FFN_OUT_PATTERNS, "ffn-float": FFN_OUT_PATTERNS + FFN_IN_PATTERNS}[level]
+    floats = matching_nodes(src, patterns, op_types) if patterns else []
     with tempfile.TemporaryDirectory(prefix="edgetf-qdq-") as tmp:
         declared = {i.name for i in onnx.load(str(src), load_external_data=False).graph.input}
         static = Path(tmp) / "static.onnx"
