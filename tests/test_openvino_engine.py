@@ -222,3 +222,23 @@ def test_qdq_bytes_are_deterministic(tiny, tmp_path):
         quantize.quantize_qdq(b.bundle / "onnx" / "model.onnx", dst, calibration=feeds)
         digests.append(hashlib.sha256(dst.read_bytes()).hexdigest())
     assert digests[0] == digests[1]
+
+
+def test_verify_runs_the_golden_feeds_on_openvino(built):
+    from edgetf.verify import verify_bundle
+
+    _, b = built
+    report = verify_bundle(b.bundle, ["fp32", "qdq"], device="openvino")
+    assert report["passed"] and report["dtypes"]["fp32"]["rel_error"] <= FP32_TOL
+    qdq = report["dtypes"]["qdq"]
+    assert 0 < qdq["rel_error"] <= qdq["max_rel_error"] and qdq["feeds"] > 0
+
+
+def test_export_refuses_qdq_for_a_decoder_in_one_line(tmp_path):
+    from export import catalog
+    from export.build import export_entry
+    from export.plan import UnsupportedExport
+
+    with pytest.raises(UnsupportedExport, match="gpt2: dtype 'qdq' .* encoder-only tasks"):
+        export_entry(catalog.get("gpt2"), tmp_path, tiny_model=True, dtypes=("fp32", "qdq"), log=lambda _m: None)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".gpt2.partial")]  # nothing half-written
