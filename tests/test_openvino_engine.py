@@ -242,3 +242,13 @@ def test_export_refuses_qdq_for_a_decoder_in_one_line(tmp_path):
     with pytest.raises(UnsupportedExport, match="gpt2: dtype 'qdq' .* encoder-only tasks"):
         export_entry(catalog.get("gpt2"), tmp_path, tiny_model=True, dtypes=("fp32", "qdq"), log=lambda _m: None)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".gpt2.partial")]  # nothing half-written
+
+
+def test_onnxruntimes_openvino_provider_is_kept_where_installed(monkeypatch, tmp_path):
+    import edgetf.session as session_module
+
+    opened = []
+    monkeypatch.setattr(session_module.ort, "get_available_providers", lambda: ["OpenVINOExecutionProvider", "CPU"])
+    monkeypatch.setattr(session_module, "Session", lambda *args: opened.append(args) or "ort-session")
+    assert open_session(tmp_path / "model.onnx", "openvino") == "ort-session"
+    assert opened[0][1] == "openvino"
