@@ -31,6 +31,7 @@ from benchmarks.contenders import openvino_specs, save_feeds  # noqa: E402
 
 SEQ = 128
 CONTENDERS = ["transformers", "optimum-fp32", "edgetf-fp32", "bare-fp32", "optimum-q8", "edgetf-q8", "bare-q8"]
+CONTENDERS += ["edgetf-qdq-openvino"]  # edgetf.pipeline(device="openvino", dtype="qdq"): needs the [openvino] extra
 
 
 def text_of(tokenizer, n_tokens: int) -> str:
@@ -42,9 +43,9 @@ def text_of(tokenizer, n_tokens: int) -> str:
 
 
 def build(work: Path) -> tuple[Path, Path]:
-    """BERT-base classifier checkpoint + its edgetf bundle (fp32, q8), cached between runs."""
+    """BERT-base classifier checkpoint + its edgetf bundle (fp32, q8, qdq), cached between runs."""
     ckpt, bundle = work / "bert-base-ckpt", work / "bert-base"
-    if (bundle / "edgetf.json").is_file():
+    if (bundle / "edgetf.json").is_file() and (bundle / "onnx" / "model_qdq.onnx").is_file():
         return ckpt, bundle
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
@@ -71,6 +72,7 @@ def build(work: Path) -> tuple[Path, Path]:
         name=bundle.name,
         task="text-classification",
         source=str(ckpt),
+        dtypes=("fp32", "q8", "qdq"),  # qdq: calibrated on the feeds of an fp32 pass over the parity texts
     )
     # random weights: the q8 gate (made for real weights) walks the whole ladder for nothing; time the
     # first recipe (every MatMul dynamic int8), as the other family benchmarks do (build_bundle)
@@ -83,6 +85,7 @@ def build(work: Path) -> tuple[Path, Path]:
 def worker(name: str, ckpt: Path, bundle: Path, threads: int, runs: int, feeds: Path | None = None) -> None:
     kind, _, dtype = name.partition("-")
     dtype = dtype or "fp32"
+    dtype, _, device = dtype.partition("-")  # edgetf-qdq-openvino: dtype qdq on device openvino
     file_name = "model_quantized.onnx" if dtype == "q8" else "model.onnx"
     from tokenizers import Tokenizer
 
@@ -115,8 +118,9 @@ def worker(name: str, ckpt: Path, bundle: Path, threads: int, runs: int, feeds: 
     elif kind == "edgetf":
         import edgetf
 
+        options = edgetf.SessionOptions(intra_op_threads=threads)
         pipe = edgetf.pipeline(
-            "text-classification", bundle, dtype=dtype, session_options=edgetf.SessionOptions(intra_op_threads=threads)
+            "text-classification", bundle, dtype=dtype, device=device or "cpu", session_options=options
         )
         text = _decode_text(raw_tok)
         one = lambda: pipe(text, max_length=SEQ)  # noqa: E731
@@ -177,6 +181,7 @@ def main() -> int:
     parser.add_argument("--feeds", type=Path, help="worker: the .npz of model inputs (bare onnxruntime)")
     parser.add_argument("--rounds", type=int, help="fresh processes per contender, alternating (default 3, quick 2)")
     parser.add_argument("--no-contenders", action="store_true", help="skip OpenVINO (the contender venv)")
+    parser.add_argument("--only", help="comma-separated contenders to run (default: all)")
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, Path(args.ckpt), Path(args.bundle), args.threads, args.runs, args.feeds)
@@ -195,8 +200,10 @@ def main() -> int:
     specs = {name: spawner(name) for name in names}
     if not args.no_contenders:
         specs.update(openvino_specs(bundle / "onnx" / "model.onnx", feeds, args.threads, runs, CACHE / "openvino"))
+    if args.only:
+        specs = {name: spec for name, spec in specs.items() if name in args.only.split(",")}
     rows = [{"contender": name, "model": "bert-base", **res} for name, res in run_rounds(specs, rounds).items()]
-    base = next(r for r in rows if r["contender"] == "transformers")
+    base = next((r for r in rows if r["contender"] == "transformers"), {})
     for r in rows:
         if "median_ms" in r and "median_ms" in base:
             r["vs_transformers"] = r["median_ms"] / base["median_ms"]
@@ -204,6 +211,7 @@ def main() -> int:
             if r["contender"].startswith("edgetf") and bare and "median_ms" in bare:
                 r["overhead_vs_bare"] = (r["median_ms"] - bare["median_ms"]) / r["median_ms"]
     add_ratios(rows, "edgetf-q8", {"vs_openvino_int8": "openvino-int8", "vs_optimum_q8": "optimum-q8"})
+    add_ratios(rows, "edgetf-qdq-openvino", {"vs_openvino_int8": "openvino-int8", "vs_edgetf_q8": "edgetf-q8"})
     sizes = {d: dir_size_mb([bundle / "onnx" / f]) for d, f in (("fp32", "model.onnx"), ("q8", "model_quantized.onnx"))}
     print(
         f"\nBERT-base classifier, {SEQ} tokens, {args.threads} threads, {runs} runs x {rounds} processes; "
@@ -224,6 +232,7 @@ def main() -> int:
                 ("peak_rss_mb", "peak RSS MB", ".0f"),
                 ("overhead_vs_bare", "overhead vs bare", ".1%"),
                 ("vs_openvino_int8", "× OpenVINO int8", ".2f"),
+                ("vs_edgetf_q8", "× edgetf q8", ".2f"),
                 ("skipped", "skipped", ""),
             ],
         )

@@ -35,9 +35,10 @@ DTYPE_SUFFIX: dict[str, str] = {
     "q4": "_q4",
     "q4f16": "_q4f16",
     "bnb4": "_bnb4",
+    "qdq": "_qdq",  # edgetf: static int8 QDQ MatMuls, for the OpenVINO engine (export/quantize.py)
 }
 # "auto" without a manifest: the first dtype present in this order.
-_AUTO_ORDER = ("fp32", "q8", "int8", "uint8", "fp16", "q4", "q4f16", "bnb4")
+_AUTO_ORDER = ("fp32", "q8", "int8", "uint8", "fp16", "q4", "q4f16", "bnb4", "qdq")
 
 Verify = Literal["full", "size", "none"]
 

@@ -216,6 +216,18 @@ class Session:
         return self._session
 
 
+def open_session(path: Path, device: str = "cpu", options: SessionOptions | None = None) -> Any:
+    """The session that runs ``path`` on ``device``: an onnxruntime :class:`Session`, except for
+    device="openvino" without onnxruntime's OpenVINOExecutionProvider, where the OpenVINO runtime
+    runs the file (edgetf.openvino_engine.OpenVINOSession, same surface; needs the [openvino] extra)."""
+    name, _ = resolve_device(device)
+    if name == "openvino" and DEVICE_PROVIDERS[name] not in ort.get_available_providers():
+        from .openvino_engine import OpenVINOSession
+
+        return OpenVINOSession(Path(path), device, options or SessionOptions())
+    return Session(path, device, options)
+
+
 @functools.lru_cache(maxsize=1)
 def machine_tag() -> str:
     """What a graph optimized at level "all" depends on: CPU architecture, its features, onnxruntime.

@@ -17,7 +17,7 @@ import numpy as np
 
 from .bundle import Bundle, onnx_filename
 from .errors import BundleError, IntegrityError
-from .session import Session, SessionOptions
+from .session import SessionOptions, open_session
 
 GOLDEN_JSON = "golden.json"
 GOLDEN_NPZ = "golden.npz"
@@ -49,7 +49,7 @@ def compare_dtype(
     worst, hits, total, feeds = 0.0, 0, 0, 0
     for component, spec in golden["components"].items():
         path = open_file(component, dtype) if open_file else Path(root) / onnx_filename(component, dtype)
-        session = Session(path, device, SessionOptions())
+        session = open_session(path, device, SessionOptions())
         for i in range(int(spec["feeds"])):
             ready = {name: arrays[npz_key(component, i, "in", name)] for name in spec["inputs"]}
             expected = arrays[npz_key(component, i, "out", spec["output"])]

@@ -11,7 +11,7 @@ from pathlib import Path
 from . import catalog
 from .build import Result, export_entry
 
-DTYPES = ("fp32", "q8", "int8", "uint8", "q4", "fp16")
+DTYPES = ("fp32", "q8", "int8", "uint8", "q4", "fp16", "qdq")
 TARGETS = ("avx512", "avx2", "arm64")
 
 

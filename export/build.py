@@ -16,7 +16,7 @@ from edgetf.bundle import onnx_filename
 from . import calibration, convert, decoder_graph, external_data, goldens, manifest, quantize, tiny
 from .catalog import Entry
 from .inputs import builtin
-from .plan import ExportPlan, make_plan
+from .plan import ExportPlan, UnsupportedExport, make_plan
 from .tasks import CheckContext, task_export
 from .tasks.common import calibration_feeds
 
@@ -73,6 +73,11 @@ def export_entry(
         ckpt, revision = convert.resolve_source(entry.source)
         source = {"id": entry.source, "revision": revision, "tiny": False}
     plan = make_plan(ckpt, entry.task)
+    if "qdq" in dtypes:
+        try:
+            quantize.check_qdq_task(entry.task, plan.components)
+        except ValueError as exc:
+            raise UnsupportedExport(f"{entry.name}: {exc}") from exc
     final = out / entry.name
     out.mkdir(parents=True, exist_ok=True)
     bundle = Path(tempfile.mkdtemp(prefix=f".{entry.name}.partial-", dir=out))
@@ -119,12 +124,15 @@ def _write_bundle(
 
     reports: dict[str, Any] = {}
     shared_reference: dict[str, Any] = {}
-    if verify and "fp32" not in dtypes and any(d in quantize.EIGHT_BIT for d in dtypes):
-        # The ladder's sensitive levels and the random-weight gate need the feeds the fp32 graph runs:
-        # without fp32 among the dtypes, one unreported fp32 pass records them (and the reference).
+    fp32_verified = verify and "fp32" in dtypes  # its check records the feeds the fp32 graph runs
+    if (verify and not fp32_verified and any(d in quantize.EIGHT_BIT for d in dtypes)) or (
+        "qdq" in dtypes and not fp32_verified
+    ):
+        # The ladder's sensitive levels, the random-weight gate and the qdq calibration need the feeds the
+        # fp32 graph runs: without a verified fp32, one unreported fp32 pass records them (and the reference).
         t0 = time.perf_counter()
         spec.check(CheckContext(entry, ckpt, bundle, "fp32", inputs, shared_reference))
-        step("calibration pass on the fp32 graph (fp32 not requested)", t0)
+        step("calibration pass on the fp32 graph (fp32 not verified as a requested dtype)", t0)
     static_feeds: dict[str, Any] = {}
     if plan.quantize.get("static_conv") and any(d in quantize.EIGHT_BIT for d in dtypes):
         # the conv-static level calibrates activation ranges on the runtime's own preprocessing of the
@@ -135,11 +143,10 @@ def _write_bundle(
         step(f"calibration for static int8 convolutions ({count} built-in inputs)", t0)
     for dtype in sorted(dtypes, key=lambda d: d != "fp32"):  # fp32 first: the others derive from it
         t0 = time.perf_counter()
-        levels = (
-            quantize.ladder(calibration_feeds(shared_reference), static_feeds)
-            if dtype in quantize.EIGHT_BIT
-            else ("all",)
-        )
+        if dtype in quantize.EIGHT_BIT:
+            levels = quantize.ladder(calibration_feeds(shared_reference), static_feeds)
+        else:
+            levels = quantize.QDQ_LEVELS if dtype == "qdq" else ("all",)
         report: dict[str, Any] = {}
         for level in levels:
             recipe = {}

@@ -341,6 +341,93 @@ def quantize_conv_static(
     }
 
 
+# "qdq": static int8 QDQ MatMuls for the OpenVINO engine (edgetf/openvino_engine.py), which runs such a graph
+# as int8 (onnxruntime runs it too, slower than q8). Encoder-only tasks: the graphs of one forward pass.
+QDQ_TASKS = (
+    "text-classification",
+    "token-classification",
+    "question-answering",
+    "fill-mask",
+    "feature-extraction",
+    "image-classification",
+)
+
+
+# its ladder, as LEVELS for q8: every MatMul, then the FFN down-projections (FFN_OUT_PATTERNS) left float.
+# "ffn-float" (FFN up-projections float too) is not on the ladder: on OpenVINO it is as slow as fp32 and
+# still missed real all-MiniLM-L6-v2's cosine gate (README, "OpenVINO (opt-in)"); quantize_qdq accepts it.
+QDQ_LEVELS = ("all", "ffn-out-float")
+QDQ_FLOAT_NODES = {"all": (), "ffn-out-float": FFN_OUT_PATTERNS, "ffn-float": FFN_OUT_PATTERNS + FFN_IN_PATTERNS}
+
+
+def check_qdq_task(task: str, components: tuple[str, ...]) -> None:
+    """Raise ValueError unless ``task`` is an encoder-only task with one graph (what "qdq" is made for)."""
+    if task not in QDQ_TASKS or tuple(components) != ("model",):
+        raise ValueError(
+            f"dtype 'qdq' (static int8 QDQ for the OpenVINO engine) is made for encoder-only tasks with one "
+            f"graph ({', '.join(QDQ_TASKS)}); {task!r} with components {list(components)} is not one: use q8"
+        )
+
+
+def quantize_qdq(
+    src: Path,
+    dst: Path,
+    *,
+    calibration: list[dict[str, Any]],
+    op_types: tuple[str, ...] = ("MatMul",),
+    level: str = "all",
+) -> dict[str, Any]:
+    """Static QDQ int8 of the ``op_types`` (MatMul) nodes of ``src``: activation ranges (uint8, asymmetric)
+    calibrated by min/max over ``calibration`` (the recorded feeds of the fp32 graph), weights int8 per
+    output channel; at level "ffn-out-float" the FFN down-projections stay float, at "ffn-float" the up-
+    projections too. Deterministic: the same feeds give the same bytes."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if not calibration:
+        raise ValueError("dtype 'qdq' needs calibration feeds (recorded by the fp32 verification pass; none were)")
+    if level not in QDQ_FLOAT_NODES:
+        raise ValueError(f"unknown qdq level {level!r}; accepted: {tuple(QDQ_FLOAT_NODES)}")
+    patterns = QDQ_FLOAT_NODES[level]
+    floats = matching_nodes(src, patterns, op_types) if patterns else []
+    with tempfile.TemporaryDirectory(prefix="edgetf-qdq-") as tmp:
+        declared = {i.name for i in onnx.load(str(src), load_external_data=False).graph.input}
+        static = Path(tmp) / "static.onnx"
+        quantize_static(
+            str(src),
+            str(static),
+            FeedReader(calibration, declared),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(op_types),
+            per_channel=True,
+            reduce_range=False,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=floats,
+            use_external_data_format=True,
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        )
+        onnx.save(onnx.load(str(static)), str(dst))  # one file; the build moves its weights to _data
+        quantized = sum(
+            1 for node in onnx.load(str(dst), load_external_data=False).graph.node if node.op_type == "DequantizeLinear"
+        )
+    return {
+        "method": "static-qdq",
+        "level": level,
+        "float_nodes": len(floats),
+        "format": "QDQ",
+        "op_types": list(op_types),
+        "activation_type": "QUInt8",
+        "weight_type": "QInt8",
+        "per_channel": True,
+        "calibration_method": "minmax",
+        "calibration_feeds": len(calibration),
+        "dequantize_nodes": quantized,
+        "runs_best_on": "device='openvino'",
+    }
+
+
 def blockwise_8bit(src: Path, dst: Path, nodes: list[str]) -> Path:
     """``nodes`` (MatMuls with constant weights) of ``src`` as MatMulNBits: symmetric 8-bit weights in
     blocks of BLOCKWISE_BLOCK along K, activations quantized per row and block at run time
@@ -624,11 +711,13 @@ def make_dtype(
             weight_type=eight_bit[dtype],
             calibration=calibration,
         )
+    if dtype == "qdq":
+        return quantize_qdq(src, dst, calibration=calibration or [], op_types=ops, level=level)
     if dtype == "q4":
         return quantize_q4(src, dst, block_size=int(quant.get("block_size", 32)))
     if dtype == "fp16":
         return convert_fp16(src, dst)
-    raise ValueError(f"export cannot produce dtype {dtype!r}; accepted: fp32, q8, int8, uint8, q4, fp16")
+    raise ValueError(f"export cannot produce dtype {dtype!r}; accepted: fp32, q8, int8, uint8, q4, fp16, qdq")
 
 
 # -- sensitivity: which MatMuls lose most when quantized --------------------------------------------

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install edgetf with its [export], [test] and [freeze] (PyInstaller) extras (CPU torch 2.13.0),
+# Create .venv and install edgetf with its [export], [test] (which brings [openvino] for tests/test_openvino_engine.py)
+# and [freeze] (PyInstaller) extras (CPU torch 2.13.0),
 # plus the real-weight checkpoint package the quantization-accuracy test uses.
 set -euo pipefail
 cd "$(dirname "$0")/.."

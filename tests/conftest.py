@@ -59,22 +59,30 @@ class TinyBundles:
         self.root = root
         self._built: dict[str, Built] = {}
 
-    def get(self, name: str) -> Built:
-        if name not in self._built:
+    def get(self, name: str, dtypes: tuple[str, ...] | None = None) -> Built:
+        """The tiny bundle of catalog entry ``name``; ``dtypes`` other than the catalog's are built in a
+        folder of their own (``<root>/dtypes-fp32+qdq/<name>``)."""
+        key = name if dtypes is None else f"{name}:{'+'.join(dtypes)}"
+        if key not in self._built:
+            from dataclasses import replace
+
             from export import catalog
             from export.build import checkpoint_dir, export_entry
 
             entry = catalog.get(name)
-            stamp = self.root / name / ".fingerprint"
+            root = self.root
+            if dtypes is not None:
+                entry, root = replace(entry, dtypes=tuple(dtypes)), self.root / f"dtypes-{'+'.join(dtypes)}"
+            stamp = root / name / ".fingerprint"
             fingerprint = _fingerprint(entry)
             if not (stamp.is_file() and stamp.read_text() == fingerprint):
-                result = export_entry(entry, self.root, tiny_model=True, log=lambda _msg: None)
+                result = export_entry(entry, root, tiny_model=True, log=lambda _msg: None)
                 stamp.write_text(fingerprint)
                 assert result.status == "ok", f"tiny export of {name} failed: {result.detail}"
-            bundle = self.root / name
+            bundle = root / name
             manifest = json.loads((bundle / "edgetf.json").read_text())
-            self._built[name] = Built(name, bundle, checkpoint_dir(self.root, name), manifest)
-        return self._built[name]
+            self._built[key] = Built(name, bundle, checkpoint_dir(root, name), manifest)
+        return self._built[key]
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ def test_blocker_really_blocks():
 # -- layering: imports point down only --------------------------------------------------------------------
 ROOT = Path(__file__).resolve().parent.parent / "edgetf"
 CORE = ("errors", "numeric", "batching", "jsonable", "hashcache", "session", "bundle", "families", "verify", "tasks")
+CORE += ("openvino_engine",)  # the OpenVINO runtime adapter behind session.open_session
 LIBRARY = ("text", "audio", "vision", "generation", "whisper")  # pre-processing, the generation and Whisper libraries
 LIBRARY += ("transcripts", "progress")  # subtitle writers; progress and cancellation of long work
 APPS = ("__main__", "batch", "doctor", "ray", "serve", "_pyinstaller")  # and the package facade, edgetf/__init__

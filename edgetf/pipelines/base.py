@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from ..bundle import Bundle
 from ..errors import InvalidInputError
-from ..session import Session, SessionOptions
+from ..session import Session, SessionOptions, open_session, resolve_device
 
 UNSET: Any = object()
 """The default of an option the caller did not give (where None is a meaningful value, or to tell
@@ -45,6 +45,9 @@ class Pipeline:
         self.requested_task = requested_task or task  # e.g. "translation_en_to_fr"
         self.device = device
         self.session_options = session_options or SessionOptions()
+        qdq_ok = "qdq" in bundle.dtypes(self.main_component) and bundle.dtype_report("qdq").get("passed") is not False
+        if dtype == "auto" and resolve_device(device)[0] == "openvino" and qdq_ok:
+            dtype = "qdq"  # the static int8 file OpenVINO runs as int8 (unless it failed its gate)
         self.dtype = bundle.resolve_dtype(dtype, self.main_component)
         self._defaults = self.check_options(defaults)
         self._sessions: dict[str, Session] = {}
@@ -70,7 +73,7 @@ class Pipeline:
         with self._lock:
             sess = self._sessions.get(component)
             if sess is None:
-                sess = Session(self.bundle.onnx(component, self.dtype), self.device, self.session_options)
+                sess = open_session(self.bundle.onnx(component, self.dtype), self.device, self.session_options)
                 self._sessions[component] = sess
         return sess
 
