@@ -34,6 +34,7 @@ def test_build_writes_the_fused_graph(built, config):
     ops = [n.op_type for n in graph.node]
     layers = config["n_layer"]
     assert ops.count("GroupQueryAttention") == layers and ops.count("FastGelu") == layers
+    assert "Split" not in ops  # attention takes c_attn's packed q/k/v
     assert ops.count("Shape") == 3 and len(ops) <= 16 * layers + 30  # shape arithmetic once per step, not per layer
     # the quantization ladder's patterns still find the FFN projections
     assert sum(n.name.endswith("/mlp/c_proj/MatMul") for n in graph.node) == layers
