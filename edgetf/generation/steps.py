@@ -267,8 +267,11 @@ class CausalLM(_CachedDecoder):
         return logits[:, -1, :].copy()
 
     def _feeds(self, input_ids: np.ndarray, mask: np.ndarray, *, first: bool) -> dict[str, np.ndarray]:
-        positions = np.cumsum(mask, axis=-1) - 1
-        positions = np.where(mask == 0, 1, positions)[:, -input_ids.shape[1] :]
+        if input_ids.shape[1] == 1:  # a step: the last position alone, without arrays as long as the text
+            positions = np.where(mask[:, -1:] == 0, 1, mask.sum(axis=-1, keepdims=True) - 1)
+        else:  # transformers' rule: cumulative count of attended positions - 1, padding at 1
+            positions = np.cumsum(mask, axis=-1) - 1
+            positions = np.where(mask == 0, 1, positions)[:, -input_ids.shape[1] :]
         feeds = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions}
         if self.merged:
             feeds["use_cache_branch"] = np.array([not first])
