@@ -27,7 +27,8 @@ mean cached length). Weights smaller than the
 last-level cache can partly stay there between tokens, so a share near or above 100% means cache, not
 a faster memory. --rounds N interleaves the contenders N times (a shared machine's load drifts).
 
-Opt-in contenders (--only): edgetf-*-iobinding (KV cache kept in onnxruntime values), edgetf-*-nospin
+Opt-in contenders (--only): edgetf-*-iobinding (KV cache kept in onnxruntime values), edgetf-*-copycache
+(the fused graph's KV cache copied from past to present every step instead of one buffer), edgetf-*-nospin
 (SessionOptions(allow_spinning=False): worker threads sleep between the ~700 small ops of a step instead
 of spinning as edgetf and onnxruntime do by default; about 1.3x slower on idle cores, faster when another
 process shares them), edgetf-q4 (4-bit MatMulNBits, see prepare_q4).
@@ -75,6 +76,7 @@ class Run:
     file: str
     io_binding: bool = False
     spinning: bool = True
+    shared_buffer: bool | None = None  # CausalLM's one-buffer KV cache: None where the graph allows it
 
 
 RUNS: dict[str, Run] = {
@@ -89,6 +91,9 @@ RUNS: dict[str, Run] = {
     "edgetf-q8-iobinding": Run("edgetf", "bundle/onnx/model_quantized.onnx", io_binding=True),
     "edgetf-fp32-iobinding": Run("edgetf", "bundle/onnx/model.onnx", io_binding=True),
     "edgetf-q8-nospin": Run("edgetf", "bundle/onnx/model_quantized.onnx", spinning=False),
+    # the fused graph with the KV cache copied past -> present every step (what edgetf did before the one buffer)
+    "edgetf-q8-copycache": Run("edgetf", "bundle/onnx/model_quantized.onnx", shared_buffer=False),
+    "edgetf-fp32-copycache": Run("edgetf", "bundle/onnx/model.onnx", shared_buffer=False),
     # optimum's traced graph (what bundles held before the fused graph), same q8 recipe
     "edgetf-fp32-optimum-graph": Run("edgetf", "model.onnx"),
     "edgetf-q8-optimum-graph": Run("edgetf", "model_quantized.onnx"),
@@ -284,7 +289,7 @@ def run_edgetf(folder: Path, args: argparse.Namespace, run: Run) -> dict[str, An
     gen.update(max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False)
     times, model_s, prefill_s, steps = [], [], [], []
     for _ in range(args.repeats + 1):
-        model = _Timed(CausalLM(session, config, io_binding=run.io_binding))
+        model = _Timed(CausalLM(session, config, io_binding=run.io_binding, shared_buffer=run.shared_buffer))
         start = time.perf_counter()
         out = generate(model, ids, gen, max_positions=max_positions(config))
         times.append(time.perf_counter() - start)

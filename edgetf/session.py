@@ -187,7 +187,10 @@ class Session:
         except Exception as exc:  # onnxruntime raises its own (pybind) exception types
             raise BundleError(f"onnxruntime cannot load {self.path}: {exc}") from exc
         self.inputs = {i.name: i for i in self._session.get_inputs()}
+        # inputs with a default value (initializers of the same name): fed only when given
+        self.optional_inputs = {i.name: i for i in self._session.get_overridable_initializers()}
         self.output_names = [o.name for o in self._session.get_outputs()]
+        self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
         self.providers = self._session.get_providers()
 
     def input_dtype(self, name: str) -> type:
@@ -202,6 +205,8 @@ class Session:
                 f"{_describe_inputs(self.inputs)}; given: {_describe_feeds(feeds)}"
             )
         ready = {name: np.asarray(feeds[name], dtype=self.input_dtype(name)) for name in self.inputs}
+        for name in self.optional_inputs.keys() & feeds.keys():
+            ready[name] = np.asarray(feeds[name], dtype=_ORT_TYPES.get(self.optional_inputs[name].type, np.float32))
         names = outputs or self.output_names
         try:
             values = self._session.run(names, ready)

@@ -33,8 +33,9 @@ def test_build_writes_the_fused_graph(built, config):
     graph = onnx.load(str(built.bundle / "onnx/model.onnx"), load_external_data=False).graph
     ops = [n.op_type for n in graph.node]
     layers = config["n_layer"]
-    assert ops.count("MultiHeadAttention") == layers and ops.count("FastGelu") == layers
-    assert "Shape" not in ops and len(ops) <= 16 * layers + 10  # no traced shape arithmetic left
+    assert ops.count("GroupQueryAttention") == layers and ops.count("FastGelu") == layers
+    assert "Split" not in ops  # attention takes c_attn's packed q/k/v
+    assert ops.count("Shape") == 3 and len(ops) <= 16 * layers + 30  # shape arithmetic once per step, not per layer
     # the quantization ladder's patterns still find the FFN projections
     assert sum(n.name.endswith("/mlp/c_proj/MatMul") for n in graph.node) == layers
 
@@ -64,7 +65,8 @@ def _compare_with_optimum(checkpoint, fused_path, vocab, tmp_path):
     mask[1, :2] = 0  # left padding
     past = {p.name: np.zeros((2, p.shape[1], 0, p.shape[3]), np.float32) for p in past_inputs}
     a = traced.run(names, _feeds(traced, ids, mask, past))
-    b = fused.run(names, _feeds(fused, ids, mask, past))
+    b = fused.run(names, {**_feeds(fused, ids, mask, past), "logits_to_keep": np.array([0])})  # every position
+    assert fused.run(["logits"], _feeds(fused, ids, mask, past))[0].shape[1] == 1  # by default the last only
     valid = mask.astype(bool)
     np.testing.assert_allclose(b[0][valid], a[0][valid], atol=1e-4)
     for _ in range(3):

@@ -97,6 +97,37 @@ def test_io_binding_and_plain_cache_agree(pipe, io_binding):
     np.testing.assert_array_equal(plain, other)
 
 
+def test_shared_cache_buffer_equals_the_copying_cache(pipe):
+    """The fused graph's one-buffer cache (past = present, written in place) gives the copying cache's logits
+    through a left-padded batch, beam reorders, expansion and growth past the buffer's capacity; a step within
+    capacity allocates no new cache."""
+    shared = CausalLM(pipe.session(), pipe.bundle.config)
+    plain = CausalLM(pipe.session(), pipe.bundle.config, shared_buffer=False)
+    assert shared.shared_buffer and not plain.shared_buffer
+    shared.min_capacity = 3  # grow early
+    ids = np.array([[3, 17, 42, 8], [0, 0, 5, 9]])
+    mask = (ids != 0).astype(np.int64)
+    np.testing.assert_allclose(shared.prefill(ids, mask), plain.prefill(ids, mask), atol=1e-5)
+    capacity = shared.cache[shared.past_names[0]].shape[2]
+    assert capacity == 4 + 4
+    rng = np.random.default_rng(0)
+    for step in range(9):
+        if step == 2:  # beams swap rows
+            shared.select(np.array([1, 0]))
+            plain.select(np.array([1, 0]))
+        if step == 5:  # expansion to three rows
+            shared.select(np.array([0, 0, 1]))
+            plain.select(np.array([0, 0, 1]))
+            mask = mask[[0, 0, 1]]
+        before = shared.cache[shared.past_names[0]]
+        token = rng.integers(1, 50, (mask.shape[0], 1))
+        mask = np.concatenate([mask, np.ones((mask.shape[0], 1), np.int64)], axis=1)
+        np.testing.assert_allclose(shared.step(token, mask), plain.step(token, mask), atol=1e-5)
+        grown = shared.cache[shared.past_names[0]].shape[2] > before.shape[2]
+        assert grown or shared.cache[shared.past_names[0]] is before  # written in place
+    assert shared.cache[shared.past_names[0]].shape[2] == 2 * capacity and shared.length == mask.shape[1]
+
+
 def test_teacher_forced_logits_equal_the_cached_steps(pipe):
     lm = CausalLM(pipe.session(), pipe.bundle.config)
     ids = np.array([[3, 17, 42, 8, 9]])
@@ -300,5 +331,6 @@ def test_q4_quantizes_every_linear_layer_and_the_head(built, tmp_path):
             feeds[i.name] = {"input_ids": np.array([[5, 6, 7]]), "position_ids": np.array([[0, 1, 2]])}.get(
                 i.name, np.ones((1, 3), np.int64)
             )
+    feeds["logits_to_keep"] = np.array([0])  # every position (the fused graph's default is the last only)
     logits = session.run(["logits"], feeds)[0]
     assert logits.shape[:2] == (1, 3) and np.isfinite(logits).all()

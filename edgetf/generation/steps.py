@@ -28,6 +28,14 @@ encoder inputs (benchmarks/bench_seq2seq.py measures it).
 Both have :meth:`teacher_forced_logits`: the logits at every position of a known sequence in one pass
 from an empty cache (the export checks compare them with the reference model's).
 
+One cache buffer (CPU): a graph whose metadata says ``edgetf.kv_cache: shared`` (the fused decoders of
+export/decoder_graph.py, whose attention is onnxruntime's ``GroupQueryAttention``) may be given the same
+buffer as past and present. :class:`CausalLM` then keeps each layer's keys and values in a numpy buffer
+longer than the sequence (grown by doubling), bound through IO binding as both input and output: a step
+writes its new position in place instead of copying the whole past into a new present, and allocates
+nothing that grows with the length. The graph reads the cached length from the attention mask. Prefill
+and teacher forcing run the plain way (past of length 0); other graphs and devices keep the copy.
+
 ``io_binding=True`` keeps the presents as onnxruntime values bound as the next step's past (no numpy
 round trip); it is off by default because it measured no faster on CPU (benchmarks/bench_generation.py
 ``*-iobinding`` runs), and kept as the path for device memory, where the copy would matter.
@@ -46,6 +54,9 @@ from ..session import Session
 
 PAST_PREFIX = "past_key_values."
 PRESENT_PREFIX = "present."
+KV_BUFFER_KEY = "edgetf.kv_cache"  # model metadata; "shared": past and present may be one buffer
+LOGITS_TO_KEEP = "logits_to_keep"  # optional graph input: logits of the last N positions (0: all)
+MIN_CAPACITY = 64  # cache positions a shared buffer starts with beyond the prompt
 
 
 def _present_name(past: str) -> str:
@@ -141,7 +152,26 @@ class _CachedDecoder:
 
 
 class CausalLM(_CachedDecoder):
-    """Decoder-only language model with a KV cache (GPT-2 style)."""
+    """Decoder-only language model with a KV cache (GPT-2 style).
+
+    shared_buffer: None (default) keeps past and present in one buffer where the graph allows it (see
+    the module docstring) and the session runs on CPU; False always copies (the baseline to measure)."""
+
+    def __init__(
+        self,
+        session: Session,
+        config: Mapping[str, Any] | None = None,
+        *,
+        io_binding: bool = False,
+        shared_buffer: bool | None = None,
+    ):
+        super().__init__(session, config, io_binding=io_binding)
+        allowed = session.metadata.get(KV_BUFFER_KEY) == "shared" and session.providers[0] == "CPUExecutionProvider"
+        self.shared_buffer = allowed if shared_buffer is None else bool(shared_buffer) and allowed
+        self.min_capacity = MIN_CAPACITY  # free positions a shared buffer starts with
+        self.length = 0  # cached positions (shared buffer)
+        self._binding: Any = None  # the IO binding of the shared buffers, kept across steps
+        self._logits = np.empty((0, 1, 0), np.float32)
 
     def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray | None) -> np.ndarray:
         rows, length = input_ids.shape
@@ -149,7 +179,11 @@ class CausalLM(_CachedDecoder):
             attention_mask = np.ones((rows, length), dtype=np.int64)
         past = {name: self._empty(name, rows, 0) for name in self.past_names}
         self.cache = {}
-        return self._run(self._feeds(input_ids, attention_mask, first=True), past, self.past_names)
+        self._binding = None
+        logits = self._run(self._feeds(input_ids, attention_mask, first=True), past, self.past_names)
+        if self.shared_buffer:
+            self._into_buffers(rows, length + max(length, self.min_capacity), length)
+        return logits
 
     def teacher_forced_logits(self, input_ids: np.ndarray) -> np.ndarray:
         """(rows, length, vocab) float32 logits at every position of unpadded ``input_ids`` in one pass
@@ -157,23 +191,87 @@ class CausalLM(_CachedDecoder):
         rows, length = input_ids.shape
         mask = np.ones((rows, length), dtype=np.int64)
         past = {name: self._empty(name, rows, 0) for name in self.past_names}
-        outputs = self.session.run({**self._feeds(input_ids, mask, first=True), **past}, ["logits"])
+        keep = {LOGITS_TO_KEEP: np.zeros(1, np.int64)}  # every position (graphs with the optional input)
+        outputs = self.session.run({**self._feeds(input_ids, mask, first=True), **past, **keep}, ["logits"])
         return outputs["logits"].astype(np.float32, copy=False)
 
     def step(self, input_ids: np.ndarray, attention_mask: np.ndarray | None) -> np.ndarray:
         if attention_mask is None:
             length = self._cached_length() + input_ids.shape[1]
             attention_mask = np.ones((input_ids.shape[0], length), dtype=np.int64)
-        return self._run(self._feeds(input_ids, attention_mask, first=False), self.cache, self.past_names)
+        feeds = self._feeds(input_ids, attention_mask, first=False)
+        if self._binding is not None:
+            return self._shared_step(feeds, input_ids.shape[1])
+        return self._run(feeds, self.cache, self.past_names)
+
+    def select(self, rows: np.ndarray) -> None:
+        if self._binding is None:
+            super().select(rows)
+            return
+        rows = np.asarray(rows, dtype=np.int64)
+        capacity = self.cache[self.past_names[0]].shape[2]
+        for name in self.past_names:
+            self.cache[name] = self.cache[name][rows, :, : self.length]
+        self._into_buffers(len(rows), capacity, self.length)
 
     def _cached_length(self) -> int:
+        if self._binding is not None:
+            return self.length
         value = self.cache[self.past_names[0]]
         shape = value.shape() if isinstance(value, ort.OrtValue) else value.shape
         return int(shape[2])
 
+    def _into_buffers(self, rows: int, capacity: int, length: int) -> None:
+        """Move the cache (``length`` positions of each past name in ``self.cache``) into fresh buffers of
+        ``capacity`` positions, bound as both past and present; logits go to a buffer of their own."""
+        binding = self.session.ort_session.io_binding()
+        for name in self.past_names:
+            heads, dim = self._heads_dims(name)
+            buffer = np.zeros((rows, heads, capacity, dim), dtype=self.past_dtype)
+            value = self.cache[name]
+            buffer[:, :, :length] = value.numpy() if isinstance(value, ort.OrtValue) else value
+            self.cache[name] = buffer
+            shared = ort.OrtValue.ortvalue_from_numpy(buffer)  # no copy: onnxruntime writes into `buffer`
+            binding.bind_ortvalue_input(name, shared)
+            binding.bind_ortvalue_output(_present_name(name), shared)
+        vocab = self.session.ort_session.get_outputs()[0].shape[-1]
+        self._logits = np.empty((rows, 1, vocab), np.float32) if isinstance(vocab, int) else self._logits
+        self._bind_logits(binding)
+        self._binding = binding
+        self.length = length
+
+    def _bind_logits(self, binding: Any) -> None:
+        if self._logits.size:
+            ptr = self._logits.ctypes.data
+            binding.bind_output("logits", "cpu", 0, np.float32, list(self._logits.shape), ptr)
+        else:  # vocabulary size not declared by the graph: onnxruntime allocates
+            binding.bind_output("logits", "cpu")
+
+    def _shared_step(self, feeds: dict[str, np.ndarray], new: int) -> np.ndarray:
+        capacity = self.cache[self.past_names[0]].shape[2]
+        if self.length + new > capacity:
+            for name in self.past_names:
+                self.cache[name] = self.cache[name][:, :, : self.length]
+            self._into_buffers(len(feeds["input_ids"]), 2 * capacity, self.length)
+        binding = self._binding
+        dtype = self.session.input_dtype
+        ready = {name: np.ascontiguousarray(value, dtype=dtype(name)) for name, value in feeds.items()}
+        for name, value in ready.items():  # `ready` keeps the arrays alive through the run
+            binding.bind_cpu_input(name, value)
+        try:
+            self.session.ort_session.run_with_iobinding(binding)
+        except Exception as exc:  # onnxruntime's own exception types
+            raise InferenceError(f"onnxruntime failed running {self.session.path.name}: {exc}") from exc
+        self.length += new
+        logits = self._logits if self._logits.size else binding.get_outputs()[0].numpy()
+        return logits[:, -1, :].copy()
+
     def _feeds(self, input_ids: np.ndarray, mask: np.ndarray, *, first: bool) -> dict[str, np.ndarray]:
-        positions = np.cumsum(mask, axis=-1) - 1
-        positions = np.where(mask == 0, 1, positions)[:, -input_ids.shape[1] :]
+        if input_ids.shape[1] == 1:  # a step: the last position alone, without arrays as long as the text
+            positions = np.where(mask[:, -1:] == 0, 1, mask.sum(axis=-1, keepdims=True) - 1)
+        else:  # transformers' rule: cumulative count of attended positions - 1, padding at 1
+            positions = np.cumsum(mask, axis=-1) - 1
+            positions = np.where(mask == 0, 1, positions)[:, -input_ids.shape[1] :]
         feeds = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions}
         if self.merged:
             feeds["use_cache_branch"] = np.array([not first])
