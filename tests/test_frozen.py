@@ -51,6 +51,8 @@ def test_edgetf_hook_declares_the_lazily_imported_pipelines_and_excludes_the_exp
     assert pipelines <= set(hook["hiddenimports"])
     assert not [m for m in hook["hiddenimports"] if m.startswith("edgetf._pyinstaller")]
     assert set(HEAVY) <= set(hook["excludedimports"])
+    # the OpenVINO runtime's package imports torch through its frontends: never followed from edgetf
+    assert "openvino" in hook["excludedimports"] and "edgetf.openvino_engine" not in hook["hiddenimports"]
     libs = {Path(src).name for src, _ in hook["binaries"]}
     assert any(name.startswith("libsndfile") for name in libs), libs
     assert any(name.startswith("libonnxruntime_providers") for name in libs), libs
