@@ -23,7 +23,12 @@ Beam search reorders cache rows every step, but only within one input's beams, a
 input share the same cross-attention cache and encoder states: :meth:`Seq2SeqDecoder.select` then
 gathers only the decoder's self-attention cache, and moves the encoder side only when rows change
 input (the expansion to beams); the cross-attention cache is the larger part of the cache for long
-encoder inputs (benchmarks/bench_seq2seq.py measures it).
+encoder inputs (benchmarks/bench_seq2seq.py measures it). When every row belongs to one input (beam
+search on one input, as the ASR and text2text pipelines run it) the encoder side is not tiled at all:
+it stays one row, which the exported graphs' attention MatMuls broadcast over the beams, so each step
+reads one copy of the cross-attention cache instead of one per beam. Graphs are not obliged to
+broadcast (a reshape by the decoder's batch would mix rows), so the first such step on a session also
+runs tiled and compares; a graph that differs keeps tiled caches from then on.
 
 Both have :meth:`teacher_forced_logits`: the logits at every position of a known sequence in one pass
 from an empty cache (the export checks compare them with the reference model's).
