@@ -10,6 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from edgetf.errors import InferenceError
 from edgetf.generation import GenerationConfig, Seq2SeqDecoder, generate
 from edgetf.session import Session
 
@@ -79,7 +80,7 @@ def _rows(value) -> int:
     return int(value.shape()[0] if callable(value.shape) else value.shape[0])
 
 
-def _beam_search(session: Session, states: np.ndarray, share: bool, io_binding: bool = False):
+def _beam_search(session: Session, states: np.ndarray, share: bool, io_binding: bool = False, encoder_cache=None):
     config = GenerationConfig(num_beams=3, max_new_tokens=5, decoder_start_token_id=0)
     decoder = Seq2SeqDecoder(
         session,
@@ -121,3 +122,28 @@ def test_several_inputs_keep_one_encoder_row_per_beam(tmp_path):
     )  # MatMul kernels may differ by an ulp
     assert shared.encoder_rows == 6
     np.testing.assert_array_equal(shared.encoder_hidden_states, np.repeat(states, 3, axis=0))
+
+
+@pytest.mark.parametrize("wrong", [False, True])
+def test_prefill_on_a_given_encoder_cache_gives_the_first_step_branch(tmp_path, wrong):
+    """A decoder given the cross-attention cache of the same encoder states (Whisper: from language
+    detection) runs its prompt on it; the first use on a session is checked against the first-step
+    branch, so a cache that does not fit (here: zeros) changes nothing."""
+    states = np.random.default_rng(3).normal(size=(1, ENC_LEN, DIM)).astype(np.float32)
+    session = _decoder_graph(tmp_path / "decoder.onnx", batch_bound=False)
+    detector = Seq2SeqDecoder(session, states)
+    detector.prefill(np.zeros((1, 1), dtype=np.int64))
+    cache = {n: np.zeros_like(v) if wrong else v for n, v in detector.encoder_cache.items()}
+    assert list(cache) == ["past_key_values.0.encoder.key"]
+    _, want = _beam_search(session, states, share=True)
+    for _ in range(2):  # the first call checks the cached prompt pass; the second relies on what it found
+        _, got = _beam_search(session, states, share=True, encoder_cache=cache)
+        np.testing.assert_array_equal(got.sequences, want.sequences)
+        np.testing.assert_allclose(got.sequences_scores, want.sequences_scores, rtol=1e-6)
+
+
+def test_encoder_cache_must_name_the_cross_attention_inputs(tmp_path):
+    states = np.zeros((1, ENC_LEN, DIM), dtype=np.float32)
+    session = _decoder_graph(tmp_path / "decoder.onnx", batch_bound=False)
+    with pytest.raises(InferenceError, match="encoder_cache must hold exactly the inputs"):
+        Seq2SeqDecoder(session, states, encoder_cache={"past_key_values.1.encoder.key": states})
