@@ -243,3 +243,25 @@ def test_demo_inputs(bart, t5):
     for task, built in (("summarization", bart), ("translation", t5), ("text2text-generation", t5)):
         pipe = edgetf.pipeline(task, built.bundle)
         assert pipe(pipe.demo_input(), max_new_tokens=4)
+
+
+@pytest.mark.parametrize("name", ["distilbart-cnn", "t5-small"])
+def test_one_input_beams_feed_the_exported_encoder_cache_once(tiny, name):
+    """The exported merged decoders broadcast a one-row cross-attention cache over the beams: same tokens
+    and scores as the tiled cache."""
+    built = tiny.get(name)
+    pipe = edgetf.pipeline(None, built.bundle, dtype="fp32")
+    feeds = pipe.encode(TEXTS[1:2], {})
+    hidden = pipe.session("encoder_model").run(feeds)["last_hidden_state"]
+    cfg = pipe.resolve({"num_beams": 4, "max_new_tokens": 10})
+    outs, rows = [], []
+    for share in (False, True):
+        dec = Seq2SeqDecoder(
+            pipe.session("decoder_model_merged"), hidden, feeds["attention_mask"], share_encoder_cache=share
+        )
+        out = generate(dec, np.full((1, 1), cfg.decoder_start_token_id), cfg)
+        outs.append(out)
+        rows.append((dec.encoder_rows, {v.shape[0] for n, v in dec.cache.items() if ".encoder." in n}))
+    np.testing.assert_array_equal(outs[0].sequences, outs[1].sequences)
+    np.testing.assert_allclose(outs[0].sequences_scores, outs[1].sequences_scores, rtol=1e-6)
+    assert rows == [(4, {4}), (1, {1})]

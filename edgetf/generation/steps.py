@@ -23,7 +23,12 @@ Beam search reorders cache rows every step, but only within one input's beams, a
 input share the same cross-attention cache and encoder states: :meth:`Seq2SeqDecoder.select` then
 gathers only the decoder's self-attention cache, and moves the encoder side only when rows change
 input (the expansion to beams); the cross-attention cache is the larger part of the cache for long
-encoder inputs (benchmarks/bench_seq2seq.py measures it).
+encoder inputs (benchmarks/bench_seq2seq.py measures it). When every row belongs to one input (beam
+search on one input, as the ASR and text2text pipelines run it) the encoder side is not tiled at all:
+it stays one row, which the exported graphs' attention MatMuls broadcast over the beams, so each step
+reads one copy of the cross-attention cache instead of one per beam. Graphs are not obliged to
+broadcast (a reshape by the decoder's batch would mix rows), so the first such step on a session also
+runs tiled and compares; a graph that differs keeps tiled caches from then on.
 
 Both have :meth:`teacher_forced_logits`: the logits at every position of a known sequence in one pass
 from an empty cache (the export checks compare them with the reference model's).
@@ -43,6 +48,7 @@ round trip); it is off by default because it measured no faster on CPU (benchmar
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,6 +67,21 @@ MIN_CAPACITY = 64  # cache positions a shared buffer starts with beyond the prom
 
 def _present_name(past: str) -> str:
     return PRESENT_PREFIX + past[len(PAST_PREFIX) :]
+
+
+# merged decoder session -> whether it broadcasts a one-row encoder side over its decoder rows (checked once)
+_BROADCASTS: weakref.WeakKeyDictionary[Session, bool] = weakref.WeakKeyDictionary()
+# merged decoder session -> whether its cached branch, fed a whole prompt with an empty decoder past and a
+# given cross-attention cache, gives what its first-step branch gives (checked once)
+_PROMPT_ON_CACHE: weakref.WeakKeyDictionary[Session, bool] = weakref.WeakKeyDictionary()
+
+
+def _as_array(value: Any) -> np.ndarray:
+    return value.numpy() if isinstance(value, ort.OrtValue) else value
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-4, atol=1e-5))
 
 
 def _int_dim(value: Any) -> int | None:
@@ -282,7 +303,10 @@ class Seq2SeqDecoder(_CachedDecoder):
     """The merged decoder of an encoder-decoder model, bound to one batch of encoder outputs.
 
     share_encoder_cache: reorders that keep every row with its own input gather only the decoder's
-    self-attention cache (see the module docstring); False gathers everything, as a baseline to measure.
+    self-attention cache, and when every row belongs to one input (beam search on one input) the encoder
+    side (cross-attention cache, encoder states) is kept once and fed as one row that the graph
+    broadcasts against the decoder rows (see the module docstring); False gathers and tiles everything,
+    as a baseline to measure.
     """
 
     def __init__(
@@ -294,6 +318,7 @@ class Seq2SeqDecoder(_CachedDecoder):
         *,
         io_binding: bool = False,
         share_encoder_cache: bool = True,
+        encoder_cache: Mapping[str, np.ndarray] | None = None,
     ):
         super().__init__(session, config, io_binding=io_binding)
         if not self.merged:
@@ -307,8 +332,31 @@ class Seq2SeqDecoder(_CachedDecoder):
             encoder_attention_mask = np.ones((rows, enc_len), dtype=np.int64)
         self.encoder_attention_mask = np.asarray(encoder_attention_mask, dtype=np.int64)
         self.decoder_past = [n for n in self.past_names if ".encoder." not in n]
+        self.encoder_past = [n for n in self.past_names if ".encoder." in n]
         self.share_encoder_cache = share_encoder_cache
-        self._source = np.arange(rows)  # the input (encoder row) each cache row belongs to
+        self._source = np.arange(rows)  # the input (encoder row) each decoder cache row belongs to
+        self._encoder_source = np.arange(rows)  # the input each row of the encoder side belongs to
+        self._given_encoder_cache = None
+        if encoder_cache is not None:
+            if sorted(encoder_cache) != sorted(self.encoder_past):
+                raise InferenceError(
+                    f"encoder_cache must hold exactly the inputs {self.encoder_past} of {session.path.name}; "
+                    f"got {sorted(encoder_cache)}"
+                )
+            self._given_encoder_cache = {n: _as_array(v) for n, v in encoder_cache.items()}
+
+    @property
+    def encoder_cache(self) -> dict[str, Any]:
+        """The cross-attention cache (``past_key_values.{i}.encoder.*``) of the current encoder side, as the
+        last prefill made it; pass it as ``encoder_cache`` to a new decoder on the same encoder states to
+        spare that decoder's prefill recomputing it (Whisper: language detection, then the transcription)."""
+        return {n: self.cache[n] for n in self.encoder_past}
+
+    @property
+    def encoder_rows(self) -> int:
+        """How many rows the encoder side (cross-attention cache, encoder states) is held and fed as: one
+        when all decoder rows belong to one input and the graph broadcasts it, else one per decoder row."""
+        return len(self._encoder_source)
 
     def _feeds(self, input_ids: np.ndarray, *, first: bool) -> dict[str, np.ndarray]:
         return {
@@ -324,14 +372,58 @@ class Seq2SeqDecoder(_CachedDecoder):
             raise InferenceError(
                 f"decoder input has {rows} rows but the encoder output has {self.encoder_hidden_states.shape[0]}"
             )
-        enc_len = self.encoder_hidden_states.shape[1]
+        self._source = self._encoder_source = np.arange(rows)
+        given = self._given_encoder_cache
+        if given is not None and _PROMPT_ON_CACHE.get(self.session) is not False:
+            if any(_as_array(v).shape[0] != rows for v in given.values()):
+                raise InferenceError(f"encoder_cache rows differ from the decoder input's {rows} rows")
+            past = {**{n: self._empty(n, rows, 0) for n in self.decoder_past}, **given}
+            self.cache = {}
+            logits = self._run(self._feeds(input_ids, first=False), past, self.decoder_past)
+            self.cache.update(given)
+            if _PROMPT_ON_CACHE.get(self.session) is True:
+                return logits
+            # first use on this session: check it against the first-step branch before relying on it
+            on_cache = self.cache
+            expected = self._prefill_from_states(input_ids)
+            same = _close(logits, expected) and all(
+                _close(_as_array(on_cache[n]), _as_array(self.cache[n])) for n in self.decoder_past
+            )
+            _PROMPT_ON_CACHE[self.session] = same
+            if same:
+                self.cache = on_cache
+                return logits
+            return expected
+        return self._prefill_from_states(input_ids)
+
+    def _prefill_from_states(self, input_ids: np.ndarray) -> np.ndarray:
+        rows, enc_len = input_ids.shape[0], self.encoder_hidden_states.shape[1]
         past = {n: self._empty(n, rows, enc_len if ".encoder." in n else 0) for n in self.past_names}
         self.cache = {}
-        self._source = np.arange(rows)
         return self._run(self._feeds(input_ids, first=True), past, self.past_names)
 
     def step(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> np.ndarray:
-        return self._run(self._feeds(input_ids, first=False), self.cache, self.decoder_past)
+        feeds = self._feeds(input_ids, first=False)
+        if len(self._encoder_source) == len(self._source) or _BROADCASTS.get(self.session) is True:
+            return self._run(feeds, self.cache, self.decoder_past)
+        # first broadcast step on this session: check it against the tiled step before relying on it (a graph
+        # whose cross-attention reshapes by the decoder's batch fails or differs when fed one encoder row)
+        past = dict(self.cache)
+        try:
+            broadcast = self._run(feeds, past, self.decoder_past)
+        except InferenceError:
+            broadcast = None
+        presents = {n: _as_array(self.cache[n]) for n in self.decoder_past}
+        self.cache = past
+        encoder_rows = self._encoder_source
+        self._move_encoder_side(self._source)
+        logits = self._run(self._feeds(input_ids, first=False), self.cache, self.decoder_past)
+        same = broadcast is not None and _close(broadcast, logits)
+        same = same and all(_close(presents[n], _as_array(self.cache[n])) for n in self.decoder_past)
+        _BROADCASTS[self.session] = same
+        if same:
+            self._move_encoder_side(encoder_rows)
+        return logits
 
     def teacher_forced_logits(self, input_ids: np.ndarray) -> np.ndarray:
         """(rows, length, vocab) float32 logits at every position of the decoder sequence ``input_ids`` in
@@ -348,10 +440,32 @@ class Seq2SeqDecoder(_CachedDecoder):
     def select(self, rows: np.ndarray) -> None:
         rows = np.asarray(rows, dtype=np.int64)
         source = self._source[rows]
-        if self.share_encoder_cache and np.array_equal(source, self._source):
-            self._gather(self.decoder_past, rows)  # each row stays with its input: the encoder side is right
+        if not self.share_encoder_cache:
+            super().select(rows)  # the baseline: everything moves
+            self.encoder_hidden_states = self.encoder_hidden_states[rows]
+            self.encoder_attention_mask = self.encoder_attention_mask[rows]
+            self._source = self._encoder_source = source
             return
-        super().select(rows)  # expansion to beams/samples, or rows moving across inputs: everything moves
-        self.encoder_hidden_states = self.encoder_hidden_states[rows]
-        self.encoder_attention_mask = self.encoder_attention_mask[rows]
+        self._gather(self.decoder_past, rows)
+        moved = not np.array_equal(source, self._source)
         self._source = source
+        if not moved:
+            return  # each row stays with its input: the encoder side is right as it is
+        one_input = len(source) > 1 and bool(np.all(source == source[0]))
+        if one_input and _BROADCASTS.get(self.session) is not False:
+            self._move_encoder_side(source[:1])  # kept once; the graph broadcasts it over the rows
+        else:
+            self._move_encoder_side(source)
+
+    def _move_encoder_side(self, inputs: np.ndarray) -> None:
+        """Lay the encoder side out as one row per entry of ``inputs`` (input indices)."""
+        first: dict[int, int] = {}
+        for i, s in enumerate(self._encoder_source.tolist()):
+            first.setdefault(s, i)  # rows of one input hold the same encoder side: any of them will do
+        index = np.array([first[s] for s in inputs.tolist()], dtype=np.int64)
+        if np.array_equal(index, np.arange(len(self._encoder_source))):
+            return
+        self._gather(self.encoder_past, index)
+        self.encoder_hidden_states = self.encoder_hidden_states[index]
+        self.encoder_attention_mask = self.encoder_attention_mask[index]
+        self._encoder_source = np.asarray(inputs, dtype=np.int64)

@@ -154,10 +154,17 @@ class WhisperModel:
 
     def detect_language(self, hidden: np.ndarray, start_id: int, lang_ids: list[int]) -> np.ndarray:
         """The language token with the highest logit after <|startoftranscript|>, per row."""
+        return self.detect_language_with_cache(hidden, start_id, lang_ids)[0]
+
+    def detect_language_with_cache(
+        self, hidden: np.ndarray, start_id: int, lang_ids: list[int]
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """:meth:`detect_language` and the cross-attention cache its decoder pass computed from ``hidden``
+        (the transcription of the same window reuses it instead of computing it again)."""
         step = Seq2SeqDecoder(self.decoder, hidden, None, self.config)
         logits = step.prefill(np.full((hidden.shape[0], 1), start_id, dtype=np.int64))
         ids = np.asarray(lang_ids)
-        return ids[np.argmax(logits[:, ids], axis=-1)]
+        return ids[np.argmax(logits[:, ids], axis=-1)], step.encoder_cache
 
     def window(self, features: np.ndarray, seek: int, frames: int) -> np.ndarray:
         piece = features[:, seek : seek + frames]
@@ -205,17 +212,36 @@ class WhisperModel:
         return_timestamps: bool,
     ) -> list[int]:
         """The decoder prompt, detecting the language from ``first_hidden`` when the model needs one."""
+        return self.prompt_and_cache(
+            first_hidden, gen, settings=settings, language=language, task=task, return_timestamps=return_timestamps
+        )[0]
+
+    def prompt_and_cache(
+        self,
+        first_hidden: np.ndarray,
+        gen: GenerationConfig,
+        *,
+        settings: WhisperSettings,
+        language: str | None,
+        task: str | None,
+        return_timestamps: bool,
+    ) -> tuple[list[int], dict[str, Any] | None]:
+        """:meth:`prompt`, and the cross-attention cache of ``first_hidden`` when language detection made one."""
         start = gen.decoder_start_token_id
         if start is None:
             raise BundleError("generation_config.json has no decoder_start_token_id (<|startoftranscript|>)")
         lang_ids = sorted((settings.lang_to_id or {}).values())
+        made: list[dict[str, Any]] = []
 
         def detect() -> int:
-            return int(self.detect_language(first_hidden, int(start), lang_ids)[0])
+            ids, cache = self.detect_language_with_cache(first_hidden, int(start), lang_ids)
+            made.append(cache)
+            return int(ids[0])
 
-        return prompt_tokens(
+        prompt = prompt_tokens(
             settings, int(start), language=language, task=task, return_timestamps=return_timestamps, detect=detect
         )
+        return prompt, (made[0] if made else None)
 
     def run_windows(
         self,
@@ -231,7 +257,7 @@ class WhisperModel:
         robust: RobustOptions | None = None,
     ) -> Iterator[Window]:
         """:meth:`run` one decoded :class:`Window` at a time (for progress, cancellation and streaming)."""
-        prompt = self.prompt(
+        prompt, first_cache = self.prompt_and_cache(
             first_hidden, gen, settings=settings, language=language, task=task, return_timestamps=return_timestamps
         )
         return self.windows(
@@ -243,6 +269,7 @@ class WhisperModel:
             first_hidden=first_hidden,
             max_length_given=max_length_given,
             robust=robust,
+            first_cache=first_cache,
         )
 
     def windows(
@@ -256,10 +283,13 @@ class WhisperModel:
         first_hidden: np.ndarray | None = None,
         max_length_given: bool = False,
         robust: RobustOptions | None = None,
+        first_cache: dict[str, Any] | None = None,
     ) -> Iterator[Window]:
         """The seek loop, one :class:`Window` (its frames and generated segments) as each is decoded.
 
-        robust: temperature fallback, no-speech skipping and prompts (:mod:`edgetf.whisper.fallback`)."""
+        robust: temperature fallback, no-speech skipping and prompts (:mod:`edgetf.whisper.fallback`).
+        first_cache: the cross-attention cache of ``first_hidden`` (from language detection), reused by
+        the first window's decoder."""
         gen = gen.copy()
         gen.do_sample = False  # as transformers: Whisper samples only at a temperature > 0 (robust)
         begin_suppress, suppress = gen.begin_suppress_tokens, gen.suppress_tokens
@@ -313,7 +343,8 @@ class WhisperModel:
                 yield window
                 seek = window.end
                 continue
-            decoder = Seq2SeqDecoder(self.decoder, hidden, None, self.config)
+            reuse = first_cache if seek == 0 and hidden is first_hidden else None
+            decoder = Seq2SeqDecoder(self.decoder, hidden, None, self.config, encoder_cache=reuse)
             out = generate(
                 decoder,
                 start,
